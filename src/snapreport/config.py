@@ -1,0 +1,98 @@
+"""Settings, read from the environment (prefix ``SNAPREPORT_``, nested with ``__``) and ``.env``.
+
+Only ``bootstrap`` and the command line read settings; everything else receives plain values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ALARM_TYPES: tuple[str, ...] = (
+    "消防通道堵塞",
+    "消防设施损坏",
+    "垃圾堆放",
+    "违规停车",
+    "设施损坏",
+    "漏水",
+    "安全隐患",
+    "其他",
+)
+
+
+class SessionSettings(BaseModel):
+    backend: Literal["memory", "sqlite", "redis"] = "memory"
+    url: str = Field("", description="redis://... for redis, a file path for sqlite")
+    ttl_seconds: float = Field(600.0, gt=0)
+    max_turns: int = Field(10, ge=1, le=100)
+    lock_timeout_seconds: float = Field(60.0, gt=0)
+    notice_grace_seconds: float = Field(86_400.0, ge=0)
+    key_prefix: str = "snapreport"
+
+
+class VisionSettings(BaseModel):
+    base_url: str = ""
+    api_key: SecretStr = SecretStr("")
+    model: str = "qwen-vl-max"
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+
+class MediaSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    root: Path = Path("data/media")
+    endpoint_url: str = ""
+    bucket: str = ""
+    region: str = ""
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    access_key_id: SecretStr = SecretStr("")
+    secret_access_key: SecretStr = SecretStr("")
+    max_bytes: int = Field(20 * 1024 * 1024, gt=0)
+
+
+class OrdersSettings(BaseModel):
+    url: str = "sqlite+aiosqlite:///data/orders.db"
+
+
+class WeComSettings(BaseModel):
+    corp_id: str = ""
+    agent_id: str = ""
+    secret: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
+    encoding_aes_key: SecretStr = SecretStr("")
+    api_base_url: str = "https://qyapi.weixin.qq.com"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.corp_id and self.token.get_secret_value())
+
+
+class Settings(BaseSettings):
+    """Every setting snapreport reads. See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SNAPREPORT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    session: SessionSettings = SessionSettings()
+    vision: VisionSettings = VisionSettings()
+    media: MediaSettings = MediaSettings()
+    orders: OrdersSettings = OrdersSettings()
+    wecom: WeComSettings = WeComSettings()
+    api_token: SecretStr = SecretStr("")
+    admin_token: SecretStr = SecretStr("")
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    alarm_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ALARM_TYPES))
+    data_dir: Path = Path("data")
+    rate_limit_per_minute: int = Field(30, ge=1)
+    log_level: str = "INFO"

@@ -1,0 +1,197 @@
+"""The one exception tree of snapreport.
+
+Adapters convert their drivers' errors (redis, SQLAlchemy, httpx, botocore, Pillow) into these
+at their boundary (``raise StoreUnavailable(...) from exc``); channels map them to replies and
+HTTP statuses in one place, by ``code`` and ``http_status``.
+
+::
+
+    SnapreportError
+    ├── InvalidInput                     400  bad data from a caller; nothing was changed
+    │   ├── InvalidUserId
+    │   ├── InvalidState
+    │   ├── TextTooLong
+    │   ├── InvalidSlotValue
+    │   ├── InvalidHistory
+    │   ├── InvalidImage                 415/413  not an image we accept
+    │   │   ├── UnsupportedImageType
+    │   │   ├── ImageTooLarge
+    │   │   └── DecompressionBomb
+    │   ├── InvalidMediaKey
+    │   └── InvalidSignature             403  (WeCom: signature or ciphertext rejected)
+    ├── Unauthorized                     401
+    ├── Forbidden                        403
+    │   └── NotOrderOwner
+    ├── NotFound                         404
+    │   ├── SessionNotFound
+    │   ├── OrderNotFound
+    │   └── MediaNotFound
+    ├── Conflict                         409
+    │   ├── OrderAlreadyClosed
+    │   └── LockLost                     the turn lost its lock; its save was refused
+    ├── RateLimited                      429
+    ├── SessionBusy                      503  waited too long for the user's lock
+    ├── Unavailable                      503  a backing service failed or is away
+    │   ├── StoreUnavailable
+    │   ├── VisionUnavailable
+    │   ├── MediaUnavailable
+    │   └── WeComUnavailable
+    └── ConfigurationError               the settings cannot work together
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SnapreportError(Exception):
+    """Base of every error snapreport raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(SnapreportError, ValueError):
+    """A caller sent something we cannot accept; nothing was changed."""
+
+    code = "invalid_input"
+    http_status = 400
+
+
+class InvalidUserId(InvalidInput):
+    code = "invalid_user_id"
+
+
+class InvalidState(InvalidInput):
+    code = "invalid_state"
+
+
+class TextTooLong(InvalidInput):
+    code = "text_too_long"
+
+
+class InvalidSlotValue(InvalidInput):
+    code = "invalid_slot_value"
+
+
+class InvalidHistory(InvalidInput):
+    code = "invalid_history"
+
+
+class InvalidImage(InvalidInput):
+    code = "invalid_image"
+    http_status = 415
+
+
+class UnsupportedImageType(InvalidImage):
+    code = "unsupported_image_type"
+
+
+class ImageTooLarge(InvalidImage):
+    code = "image_too_large"
+    http_status = 413
+
+
+class DecompressionBomb(InvalidImage):
+    code = "decompression_bomb"
+    http_status = 413
+
+
+class InvalidMediaKey(InvalidInput):
+    code = "invalid_media_key"
+
+
+class InvalidSignature(InvalidInput):
+    code = "invalid_signature"
+    http_status = 403
+
+
+class Unauthorized(SnapreportError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(SnapreportError):
+    code = "forbidden"
+    http_status = 403
+
+
+class NotOrderOwner(Forbidden):
+    code = "not_order_owner"
+
+
+class NotFound(SnapreportError):
+    code = "not_found"
+    http_status = 404
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class MediaNotFound(NotFound):
+    code = "media_not_found"
+
+
+class Conflict(SnapreportError):
+    code = "conflict"
+    http_status = 409
+
+
+class OrderAlreadyClosed(Conflict):
+    code = "order_already_closed"
+
+
+class LockLost(Conflict):
+    """A turn's lock expired or was taken over before it committed; its save was refused."""
+
+    code = "lock_lost"
+
+
+class RateLimited(SnapreportError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SessionBusy(SnapreportError):
+    """Waited longer than allowed for the user's lock."""
+
+    code = "session_busy"
+    http_status = 503
+
+
+class Unavailable(SnapreportError):
+    code = "unavailable"
+    http_status = 503
+
+
+class StoreUnavailable(Unavailable):
+    code = "store_unavailable"
+
+
+class VisionUnavailable(Unavailable):
+    code = "vision_unavailable"
+
+
+class MediaUnavailable(Unavailable):
+    code = "media_unavailable"
+
+
+class WeComUnavailable(Unavailable):
+    code = "wecom_unavailable"
+
+
+class ConfigurationError(SnapreportError):
+    code = "configuration_error"

@@ -1,0 +1,29 @@
+"""The ``KeyValueStore`` port."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class KeyValueStore(Protocol):
+    """Bytes under string keys, each with its own time to live. Errors: ``StoreUnavailable``."""
+
+    async def get(self, key: str) -> bytes | None:
+        ...
+
+    async def set(self, key: str, value: bytes, *, ttl_seconds: float) -> None:
+        ...
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl_seconds: float) -> bool:
+        """Store ``value`` only if ``key`` holds nothing live; True if it was stored."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        ...
+
+    async def incr(self, key: str, *, ttl_seconds: float) -> int:
+        """Add one to a counter, creating it with ``ttl_seconds`` if absent; the new value."""
+        ...
+
+    async def aclose(self) -> None:
+        ...

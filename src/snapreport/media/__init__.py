@@ -1,0 +1,1 @@
+"""The media port: where photos are kept, validated before they are stored."""

@@ -1,0 +1,1 @@
+"""The orders port: alarms and work orders, with an event log per order."""

@@ -1,0 +1,1 @@
+"""The per-user conversation session engine: model, history, engine and stores."""

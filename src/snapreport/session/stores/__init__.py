@@ -1,0 +1,1 @@
+"""Session stores: one module per backend, each named ``<Tech>SessionStore``."""

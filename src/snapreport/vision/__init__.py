@@ -1,0 +1,1 @@
+"""The vision port: what a vision-language model tells us about a photo."""

@@ -1,0 +1,72 @@
+"""The ``VisionModel`` port and its value types.
+
+Images reach a model as bytes of the original upload; adapters downscale them before sending.
+Adapters raise ``VisionUnavailable`` when the model cannot answer (after their retries); the
+dialogue then goes on in manual mode and never loses the user's photo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from snapreport.session.history import Message
+
+UNCLASSIFIED = "未分类"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image's bytes and declared MIME type."""
+
+    data: bytes
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What a model says a photo shows. ``alarm_type`` is always one of the catalog."""
+
+    alarm_type: str
+    description: str
+    confidence: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Whether a close photo shows the original problem resolved; ``verified`` is False when
+    no model looked at it (manual mode)."""
+
+    resolved: bool
+    note: str
+    verified: bool = True
+
+
+class VisionModel(Protocol):
+    """A vision-language model, or the manual mode that stands in for one."""
+
+    @property
+    def enabled(self) -> bool:
+        """False for the manual mode: no model is asked anything."""
+        ...
+
+    async def analyze(self, image: Image, catalog: Sequence[str], *, language: str) -> Analysis:
+        """Classify one photo into one of ``catalog`` and describe it."""
+        ...
+
+    async def verify_close(
+        self, original: Image, close: Image, *, description: str, language: str
+    ) -> Verification:
+        """Compare the original photo with a photo of the fixed scene."""
+        ...
+
+    async def chat(
+        self, messages: Sequence[Message], images: Mapping[str, Image], *, language: str
+    ) -> str:
+        """A short chat answer to the conversation so far. ``messages`` come from
+        ``Session.history_for_vision()``; ``images`` maps their image keys to bytes."""
+        ...
+
+    async def aclose(self) -> None:
+        ...

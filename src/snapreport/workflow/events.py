@@ -1,0 +1,63 @@
+"""What channels hand the dialogue (events) and what they get back (an outcome).
+
+Channels (HTTP API, web page, terminal, WeCom) turn an incoming message into an ``Event`` and
+render the ``Outcome``'s replies back; they never touch sessions or ports themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from snapreport.orders.base import Order
+from snapreport.session.model import State
+
+
+@dataclass(frozen=True, slots=True)
+class TextEvent:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEvent:
+    """An uploaded photo (raw bytes, validated by the media store) with an optional caption."""
+
+    data: bytes = field(repr=False)
+    mime: str | None = None
+    caption: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LocationEvent:
+    latitude: float
+    longitude: float
+    label: str = ""
+
+
+Event = TextEvent | ImageEvent | LocationEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One message back to the user (``type`` is "text" for now)."""
+
+    text: str
+    type: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer to one event: replies, the state after it, and the order it created or
+    closed (if any)."""
+
+    replies: tuple[Reply, ...]
+    state: State
+    order: Order | None = None
+
+
+class Assistant(Protocol):
+    """The dialogue as channels see it."""
+
+    async def handle(self, user_id: str, event: Event) -> Outcome:
+        """Handle one user message within one session turn and answer it."""
+        ...

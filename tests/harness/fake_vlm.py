@@ -1,0 +1,1 @@
+"""Pytest plugin: fake_vlm (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Pytest plugin: fake_wecom (filled in by its owner)."""

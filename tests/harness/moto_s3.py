@@ -1,0 +1,1 @@
+"""Pytest plugin: moto_s3 (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Pytest plugin: redis_server (filled in by its owner)."""
