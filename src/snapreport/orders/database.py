@@ -1,0 +1,108 @@
+"""The orders engine: URL checks, and SQLite tuned so that concurrent writers wait, not fail.
+
+On SQLite, SQLAlchemy (not the driver) emits ``BEGIN``: writes use ``BEGIN IMMEDIATE`` so a
+writer takes the write lock up front and waits up to the busy timeout for it, instead of
+failing midway when another connection wrote first (``SQLITE_BUSY`` on lock upgrade). The
+journal is WAL, so readers never wait for writers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from snapreport.errors import ConfigurationError, StoreUnavailable
+
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+WRITE_OPTION = "snapreport_write"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def parse_url(url: str) -> URL:
+    """The SQLAlchemy URL of the orders database, with its async driver chosen if omitted."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"SNAPREPORT_ORDERS__URL is not a database URL: {exc}") from exc
+    backend = (
+        "postgresql" if parsed.drivername.startswith("postgres") else parsed.get_backend_name()
+    )
+    driver = ASYNC_DRIVERS.get(backend)
+    if driver is None:
+        raise ConfigurationError(
+            f"orders need SQLite or PostgreSQL, not {backend!r} "
+            "(sqlite+aiosqlite:///path.db or postgresql+asyncpg://user:pass@host/db)"
+        )
+    given = parsed.drivername.partition("+")[2]
+    if given and given != driver:
+        raise ConfigurationError(
+            f"orders use the {backend}+{driver} driver, not {parsed.drivername!r}"
+        )
+    return parsed.set(drivername=f"{backend}+{driver}")
+
+
+def safe_url(url: URL) -> str:
+    """``url`` fit for messages and logs: the password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or url.query.get("uri") == "true":
+        return None
+    return Path(database)
+
+
+def create_orders_engine(url: URL, *, connect_timeout: float) -> AsyncEngine:
+    """An engine for ``url`` (from ``parse_url``); on SQLite, creates the file's directory."""
+    if url.get_backend_name() == "sqlite":
+        path = _sqlite_file(url)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"orders database {safe_url(url)}: cannot create {path.parent}: {exc}"
+                ) from exc
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _tune_sqlite(engine)
+        return engine
+    try:
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"timeout": connect_timeout},
+        )
+    except NoSuchModuleError as exc:  # pragma: no cover - both drivers are dependencies
+        raise ConfigurationError(f"no driver for {safe_url(url)}: {exc}") from exc
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins (see module doc).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` (same pool) marked for write transactions: ``BEGIN IMMEDIATE`` on SQLite."""
+    return engine.execution_options(**{WRITE_OPTION: True})

@@ -1,0 +1,1 @@
+"""Alembic revision scripts of the orders schema, applied in order by ``upgrade_to_head``."""

@@ -1,0 +1,136 @@
+"""The orders schema: alarms, their work orders, each order's event log, per-day counters.
+
+Migrations in ``migrations/versions/`` create exactly these tables; a test compares the two.
+Every timestamp is stored and returned timezone-aware, in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments a column declared exactly "INTEGER PRIMARY KEY".
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+USER_ID_LENGTH = 128
+MEDIA_KEY_LENGTH = 512
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps no zone itself)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("refusing to store a naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the orders tables."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class AlarmRow(Base):
+    """An alarm: what was reported, where, by whom, from which source."""
+
+    __tablename__ = "alarms"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    alarm_type: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    image_key: Mapped[str | None] = mapped_column(String(MEDIA_KEY_LENGTH))
+    location: Mapped[str] = mapped_column(Text)
+    reporter: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WorkOrderRow(Base):
+    """The work order raised for an alarm; open until its reporter or assignee closes it."""
+
+    __tablename__ = "work_orders"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'closed')", name="status"),
+        Index("ix_work_orders_status_created", "status", "created_at"),
+        Index("ix_work_orders_reporter_created", "reporter", "created_at"),
+        Index("ix_work_orders_assignee_created", "assignee", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    alarm_id: Mapped[int] = mapped_column(Id, ForeignKey("alarms.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reporter: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    assignee: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
+    close_image_key: Mapped[str | None] = mapped_column(String(MEDIA_KEY_LENGTH))
+    close_verified: Mapped[bool | None] = mapped_column(Boolean)
+    close_note: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    closed_by: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    # Always needed to build an ``Order``; async code cannot lazy-load it later.
+    alarm: Mapped[AlarmRow] = relationship(lazy="joined", innerjoin=True)
+
+
+class OrderEventRow(Base):
+    """One line of a work order's event log (created, closed, close_rejected, ...)."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (Index("ix_order_events_order_id", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(Id, ForeignKey("work_orders.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OrderCounterRow(Base):
+    """The last sequence handed out on a UTC day; bumped in the transaction creating an order."""
+
+    __tablename__ = "order_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
