@@ -1,0 +1,108 @@
+"""What a user's text means: a global command, a yes or a no, a correction, or plain text.
+
+Commands are recognised in both languages whatever the reply language is. Words are compared
+after folding: NFKC (full-width letters and punctuation from Chinese input methods become
+plain ones), whitespace collapsed, trailing punctuation dropped, case ignored — so "确认。",
+" OK! " and "ＹＥＳ" all mean yes. The words are exactly those of the dialogue contract.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Final, Literal
+
+TextTrigger = Literal[
+    "cancel",
+    "help",
+    "my_orders",
+    "close",
+    "force_close",
+    "yes",
+    "no",
+    "set_type",
+    "set_location",
+    "text",
+]
+
+CANCEL_WORDS: Final = frozenset({"取消", "退出", "cancel"})
+HELP_WORDS: Final = frozenset({"帮助", "help"})
+MY_ORDERS_WORDS: Final = frozenset({"我的工单", "my orders"})
+FORCE_CLOSE_WORDS: Final = frozenset({"强制结单", "force close"})
+YES_WORDS: Final = frozenset({"确认", "是", "是的", "对", "好", "好的", "提交", "ok", "yes", "y"})
+NO_WORDS: Final = frozenset({"否", "不", "不用了", "no", "n"})
+
+_WORDS: Final[tuple[tuple[frozenset[str], TextTrigger], ...]] = (
+    (CANCEL_WORDS, "cancel"),
+    (HELP_WORDS, "help"),
+    (MY_ORDERS_WORDS, "my_orders"),
+    (FORCE_CLOSE_WORDS, "force_close"),
+    (YES_WORDS, "yes"),
+    (NO_WORDS, "no"),
+)
+
+# Chinese keywords need no space before their argument; English ones do, so that "types of
+# damage" or "closet" stay plain text. An order number is one token, so "close the door" is
+# small talk, not an attempt to close order "the door".
+_SEP = r"[\s:]"
+_PREFIXED: Final[tuple[tuple[re.Pattern[str], TextTrigger], ...]] = (
+    (re.compile(rf"(?:结单{_SEP}*|close(?:{_SEP}+|$))(?P<arg>\S*)", re.IGNORECASE), "close"),
+    (re.compile(rf"(?:类型{_SEP}*|type(?:{_SEP}+|$))(?P<arg>.*)", re.IGNORECASE), "set_type"),
+    (
+        re.compile(rf"(?:位置{_SEP}*|location(?:{_SEP}+|$))(?P<arg>.*)", re.IGNORECASE),
+        "set_location",
+    ),
+)
+
+_TRAILING_PUNCTUATION: Final = ".。!?~,;、…·"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed text: its trigger and the argument after a keyword (if any)."""
+
+    trigger: TextTrigger
+    arg: str = ""
+
+
+def clean(text: str) -> str:
+    """NFKC, whitespace collapsed to single spaces, trailing punctuation dropped."""
+    folded = " ".join(unicodedata.normalize("NFKC", text).split())
+    return folded.rstrip(_TRAILING_PUNCTUATION + "～ ").strip()
+
+
+def fold(text: str) -> str:
+    """``clean`` and case-insensitive: the form words are compared in."""
+    return clean(text).casefold()
+
+
+def parse(text: str) -> Command:
+    """What ``text`` asks for, independent of the state (the state table decides the rest)."""
+    cleaned = clean(text)
+    folded = cleaned.casefold()
+    for words, trigger in _WORDS:
+        if folded in words:
+            return Command(trigger)
+    for pattern, trigger in _PREFIXED:
+        match = pattern.fullmatch(cleaned)
+        if match is not None:
+            return Command(trigger, match["arg"].strip())
+    return Command("text", text.strip())
+
+
+def pick_choice(text: str, choices: tuple[str, ...]) -> str | None:
+    """The choice ``text`` names, by 1-based number or by value; None if it names none.
+
+    A number out of range returns ``""``, so the caller can say which numbers are valid.
+    """
+    if not choices:
+        return None
+    folded = fold(text)
+    if folded.isdecimal():
+        index = int(folded)
+        return choices[index - 1] if 1 <= index <= len(choices) else ""
+    for choice in choices:
+        if fold(choice) == folded:
+            return choice
+    return None

@@ -1,0 +1,162 @@
+"""What every handler gets (a ``Context``) and gives back (a ``Step``), and shared helpers.
+
+A handler reads the event from the context, mutates ``ctx.session.slots``, talks to the ports,
+and returns the state to move to (one of its rows' targets) with its replies. It never sets
+``session.state`` or writes history itself: the assistant does both, after checking the move
+against the table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from snapreport.errors import VisionUnavailable
+from snapreport.media.base import MediaStore, StoredImage
+from snapreport.orders.base import Order, OrderRepository
+from snapreport.session.model import Session, Slots, State
+from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, VisionModel
+from snapreport.workflow.states import Trigger
+from snapreport.workflow.texts import Texts
+
+log = logging.getLogger("snapreport.workflow")
+
+MAX_LOCATION_CHARS: Final = 200
+# slots are capped at 4000 characters; model output and external orders are cut well below
+MAX_DESCRIPTION_CHARS: Final = 1000
+MAX_LIST_ITEMS: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The ports and settings handlers use; one per assistant."""
+
+    vision: VisionModel
+    media: MediaStore
+    orders: OrderRepository
+    texts: Texts
+    catalog: tuple[str, ...]
+    ttl_seconds: float
+
+    @property
+    def language(self) -> str:
+        return self.texts.language
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A photo the media store accepted, with its bytes (for the model, this turn only)."""
+
+    stored: StoredImage
+    data: bytes = field(repr=False)
+
+    def image(self) -> Image:
+        return Image(self.data, self.stored.mime)
+
+
+@dataclass(slots=True)
+class Context:
+    """One message being handled: the session, the event's content and the services."""
+
+    services: Services
+    session: Session
+    trigger: Trigger
+    text: str = ""  # the text, or an image's caption
+    arg: str = ""  # what follows a command's keyword
+    upload: Upload | None = None
+    place: str | None = None  # a location event, as the location slot would keep it
+    choices: tuple[str, ...] = ()  # the numbered list the previous reply offered, if any
+
+    @property
+    def user_id(self) -> str:
+        return self.session.user_id
+
+    @property
+    def slots(self) -> Slots:
+        return self.session.slots
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    def say(self, key: str, /, **values: object) -> str:
+        return self.services.texts(key, **values)
+
+    def keep_choices(self) -> None:
+        """Let the numbered list still answer the next message (after help, for example)."""
+        self.slots.choices = list(self.choices)
+
+    def require_upload(self) -> Upload:
+        if self.upload is None:
+            raise AssertionError("an image handler ran without an image")
+        return self.upload
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A handler's answer: the state to move to, the replies, and an order it made or closed."""
+
+    target: State
+    replies: tuple[str, ...]
+    order: Order | None = None
+
+
+Handler = Callable[[Context], Awaitable[Step]]
+
+
+class Rejected(Exception):  # control flow, not an error a caller sees
+    """Input the dialogue cannot take. The reply says why; the turn changes nothing."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis if it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_location(ctx: Context, value: str) -> str:
+    """A location as the slot keeps it (whitespace collapsed), or ``Rejected``."""
+    location = " ".join(value.split())
+    if not location:
+        raise Rejected(ctx.say("location.empty"))
+    if len(location) > MAX_LOCATION_CHARS:
+        raise Rejected(ctx.say("location.too_long", max=MAX_LOCATION_CHARS))
+    return location
+
+
+async def analyse(ctx: Context, upload: Upload) -> tuple[Analysis, str | None]:
+    """What the model says the photo shows, and None; or the manual-mode answer and the key
+    of the text that explains why nobody looked at it. The photo stays stored either way."""
+    services = ctx.services
+    manual = Analysis(UNCLASSIFIED, "", None)
+    if not services.vision.enabled:
+        return manual, "report.manual"
+    try:
+        analysis = await services.vision.analyze(
+            upload.image(), services.catalog, language=services.language
+        )
+    except VisionUnavailable as exc:
+        log.warning("vision analysis failed, going on in manual mode: %s", exc.message)
+        return manual, "report.vision_failed"
+    alarm_type = analysis.alarm_type if analysis.alarm_type in services.catalog else UNCLASSIFIED
+    confidence = analysis.confidence
+    if confidence is not None and not 0.0 <= confidence <= 1.0:
+        confidence = None
+    description = fit(" ".join(analysis.description.split()), MAX_DESCRIPTION_CHARS)
+    return Analysis(alarm_type, description, confidence), None
+
+
+def summary(ctx: Context) -> str:
+    """The pending report and how to confirm, cancel or correct it."""
+    slots = ctx.slots
+    return ctx.say(
+        "summary",
+        alarm_type=slots.alarm_type or UNCLASSIFIED,
+        location=slots.location,
+        description=slots.analysis or ctx.say("summary.no_description"),
+    )

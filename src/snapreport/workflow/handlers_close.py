@@ -1,0 +1,193 @@
+"""Handlers of the close flow: ``结单`` → a photo of the fixed scene → verified, or forced.
+
+Closing is the last act of its turn, so a failing orders store (``StoreUnavailable``) rolls
+the whole turn back and the close stays pending. Refusals the store reports on purpose (not
+found, already closed, not the user's) become replies.
+"""
+
+from __future__ import annotations
+
+from snapreport.errors import (
+    InvalidInput,
+    MediaNotFound,
+    NotOrderOwner,
+    OrderAlreadyClosed,
+    OrderNotFound,
+    VisionUnavailable,
+)
+from snapreport.orders.base import Order
+from snapreport.session.model import Slots
+from snapreport.vision.base import Image, Verification
+from snapreport.workflow.commands import pick_choice
+from snapreport.workflow.handlers_base import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_LIST_ITEMS,
+    MAX_LOCATION_CHARS,
+    Context,
+    Step,
+    Upload,
+    fit,
+    log,
+)
+
+MAX_NUMBER_ECHO = 40  # an unknown "order number" is echoed back at most this long
+
+
+async def start_close(ctx: Context) -> Step:
+    """``结单 <单号>``, or ``结单`` alone: the one open order, or a numbered list to pick from."""
+    if ctx.arg:
+        picked = pick_choice(ctx.arg, ctx.choices) if ctx.arg.isdecimal() else None
+        return await _open_close(ctx, picked or ctx.arg)
+    orders = await ctx.services.orders.open_orders_for(ctx.user_id)
+    if not orders:
+        return Step("idle", (ctx.say("close.none"),))
+    if len(orders) == 1:
+        return _begin_close(ctx, orders[0])
+    shown = orders[:MAX_LIST_ITEMS]
+    ctx.slots.choices = [order.number for order in shown]
+    lines = [ctx.say("close.choose", count=len(orders))]
+    lines += [
+        ctx.say(
+            "close.choice_item",
+            index=i,
+            number=order.number,
+            alarm_type=order.alarm_type,
+            location=fit(order.location, 40),
+        )
+        for i, order in enumerate(shown, 1)
+    ]
+    lines.append(ctx.say("close.choose_hint", count=len(shown)))
+    return Step("idle", ("\n".join(lines),))
+
+
+async def choose_order(ctx: Context) -> Step:
+    """The answer to the numbered list: its number or the order number itself."""
+    picked = pick_choice(ctx.text, ctx.choices)
+    if not picked:
+        ctx.keep_choices()
+        return Step("idle", (ctx.say("close.choice_out_of_range", count=len(ctx.choices)),))
+    return await _open_close(ctx, picked)
+
+
+async def _open_close(ctx: Context, number: str) -> Step:
+    echo = fit(number, MAX_NUMBER_ECHO)
+    try:
+        order = await ctx.services.orders.check_can_close(number, ctx.user_id)
+    except (OrderNotFound, InvalidInput):
+        return Step("idle", (ctx.say("close.not_found", number=echo),))
+    except OrderAlreadyClosed:
+        return Step("idle", (ctx.say("close.already_closed", number=echo),))
+    except NotOrderOwner:
+        return Step("idle", (ctx.say("close.not_owner", number=echo),))
+    return _begin_close(ctx, order)
+
+
+def _begin_close(ctx: Context, order: Order) -> Step:
+    ctx.session.slots = Slots(
+        order_id=order.number,
+        alarm_id=order.alarm_id,
+        image_key=order.image_key or "",
+        alarm_type=order.alarm_type,
+        location=fit(order.location, MAX_LOCATION_CHARS),
+        analysis=fit(order.description, MAX_DESCRIPTION_CHARS),
+    )
+    reply = ctx.say(
+        "close.ask_photo",
+        number=order.number,
+        alarm_type=order.alarm_type,
+        location=ctx.slots.location,
+    )
+    return Step("waiting_close_photo", (reply,))
+
+
+async def check_close_photo(ctx: Context) -> Step:
+    """A photo of the fixed scene: resolved → closed; not resolved → say why and stay."""
+    upload = ctx.require_upload()
+    slots = ctx.slots
+    slots.close_image_key = upload.stored.key
+    slots.close_attempts += 1
+    verification = await _verify(ctx, upload)
+    if verification is None:
+        return await _close(ctx, "close.closed_unverified", verified=None, note="", forced=False)
+    note = fit(" ".join(verification.note.split()), MAX_DESCRIPTION_CHARS)
+    shown_note = note or ctx.say("close.no_note")
+    if verification.resolved:
+        return await _close(
+            ctx, "close.closed_verified", verified=True, note=note, shown_note=shown_note
+        )
+    await ctx.services.orders.record_event(
+        slots.order_id,
+        kind="close_photo_rejected",
+        actor=ctx.user_id,
+        detail=f"photo {upload.stored.key} not accepted: {note}",
+    )
+    return Step("waiting_close_photo", (ctx.say("close.not_resolved", note=shown_note),))
+
+
+async def _verify(ctx: Context, upload: Upload) -> Verification | None:
+    """The model's verdict, or None when nobody could compare (manual mode, the model failed,
+    or the alarm has no original photo): the order is then closed as unverified."""
+    services = ctx.services
+    if not services.vision.enabled or not ctx.slots.image_key:
+        return None
+    try:
+        data, mime = await services.media.get(ctx.slots.image_key)
+    except MediaNotFound:
+        log.warning("original photo %s of %s is missing", ctx.slots.image_key, ctx.slots.order_id)
+        return None
+    try:
+        verification = await services.vision.verify_close(
+            Image(data, mime),
+            upload.image(),
+            description=ctx.slots.analysis,
+            language=services.language,
+        )
+    except VisionUnavailable as exc:
+        log.warning("close verification failed, closing unverified: %s", exc.message)
+        return None
+    return verification if verification.verified else None
+
+
+async def force_close(ctx: Context) -> Step:
+    """``强制结单`` / ``force close``: only after at least one close photo was sent."""
+    attempts = ctx.slots.close_attempts
+    if attempts < 1:
+        return Step("waiting_close_photo", (ctx.say("close.force_needs_photo"),))
+    note = f"forced after {attempts} close photo(s) not accepted"
+    return await _close(ctx, "close.closed_forced", verified=False, note=note, forced=True)
+
+
+async def _close(
+    ctx: Context,
+    reply_key: str,
+    *,
+    verified: bool | None,
+    note: str,
+    forced: bool = False,
+    shown_note: str = "",
+) -> Step:
+    number = ctx.slots.order_id
+    try:
+        order = await ctx.services.orders.close(
+            number,
+            by=ctx.user_id,
+            close_image_key=ctx.slots.close_image_key or None,
+            verified=verified,
+            note=note,
+            forced=forced,
+        )
+    except OrderNotFound:
+        return Step("idle", (ctx.say("close.not_found", number=number),))
+    except OrderAlreadyClosed:
+        return Step("idle", (ctx.say("close.already_closed", number=number),))
+    except NotOrderOwner:
+        return Step("idle", (ctx.say("close.not_owner", number=number),))
+    return Step("idle", (ctx.say(reply_key, number=order.number, note=shown_note),), order)
+
+
+async def ask_close_photo(ctx: Context) -> Step:
+    """Anything but a photo while a close is pending: ask for the photo."""
+    lines = [ctx.say("close.need_photo", number=ctx.slots.order_id)]
+    if ctx.slots.close_attempts > 0:
+        lines.append(ctx.say("close.force_hint"))
+    return Step("waiting_close_photo", ("\n".join(lines),))

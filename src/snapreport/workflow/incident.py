@@ -1,0 +1,283 @@
+"""``IncidentAssistant``: the incident dialogue on the session engine and its three ports.
+
+One message is one ``engine.turn(user_id)``: the user's lock is held throughout, and the
+session is written once, at the end, or not at all.
+
+Order of work within a turn, and what a failure leaves behind:
+
+1. An expired session (``session.expired_from``) first gets its notice; the message is then
+   handled from ``idle``.
+2. The input is checked and an upload is stored in the media store FIRST, so a photo is kept
+   whatever fails later. Input the dialogue cannot take (not an image, empty text, text or a
+   location that is too long, impossible coordinates) is answered with a reply saying why, and
+   the turn is rolled back: state, slots, history and expiry stay exactly as they were. (When
+   the session had expired, the expiry itself is written, so its notice is said only once.)
+3. The user's message is recorded in history and dispatched by the state table
+   (``states.TRANSITIONS``) to one handler. The model is asked before anything is written to
+   the orders store; when it fails (``VisionUnavailable``) the dialogue goes on in manual mode.
+4. Writes to the orders store (create, close, the event log) are each handler's last act. If
+   the store fails (``StoreUnavailable``), the error propagates, the turn is rolled back and
+   nothing of it is kept except the stored photo; the channel answers with an error and the
+   user can simply send the message again. If the orders write succeeded but saving the session
+   then fails (the session store went away, or the lock was lost), the order exists while the
+   session still shows the report pending: a repeated confirmation would file it twice, which
+   is why channels deduplicate retried messages (``message_id``, WeCom's ``MsgId``).
+5. The replies are recorded in history and returned with the new state and the order the turn
+   created or closed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from snapreport.config import DEFAULT_ALARM_TYPES
+from snapreport.errors import (
+    ConfigurationError,
+    DecompressionBomb,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidInput,
+    UnsupportedImageType,
+)
+from snapreport.media.base import MediaStore
+from snapreport.orders.base import OrderRepository
+from snapreport.session.engine import SessionEngine
+from snapreport.session.history import ImagePart, Part, TextPart
+from snapreport.session.model import Session, Slots
+from snapreport.vision.base import VisionModel
+from snapreport.workflow.commands import parse, pick_choice
+from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, Reply, TextEvent
+from snapreport.workflow.handlers import HANDLERS
+from snapreport.workflow.handlers_base import (
+    MAX_LOCATION_CHARS,
+    Context,
+    Rejected,
+    Services,
+    Step,
+    Upload,
+)
+from snapreport.workflow.states import TRANSITIONS, Route, Trigger, build_routes, route
+from snapreport.workflow.texts import DEFAULT_LANGUAGE, load_texts
+
+MAX_TEXT_CHARS: Final = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    """A checked event: its trigger, what handlers read, and what history records."""
+
+    trigger: Trigger
+    content: tuple[Part, ...]
+    text: str = ""
+    arg: str = ""
+    upload: Upload | None = None
+    place: str | None = None
+
+
+class _Unchanged(Exception):  # rolls the turn back; never leaves this module
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__("input rejected")
+        self.outcome = outcome
+
+
+class IncidentAssistant:
+    """The incident dialogue of the API contract: report, close, and the global commands.
+
+    ``catalog`` is the alarm-type catalog; ``language`` picks the reply texts ("zh-CN" or
+    "en"). Commands are understood in both languages either way.
+    """
+
+    def __init__(
+        self,
+        engine: SessionEngine,
+        *,
+        vision: VisionModel,
+        media: MediaStore,
+        orders: OrderRepository,
+        catalog: Sequence[str] = DEFAULT_ALARM_TYPES,
+        language: str = DEFAULT_LANGUAGE,
+        max_text_chars: int = MAX_TEXT_CHARS,
+    ) -> None:
+        self.engine = engine
+        self.max_text_chars = min(max_text_chars, engine.config.max_text_chars)
+        self._services = Services(
+            vision=vision,
+            media=media,
+            orders=orders,
+            texts=load_texts(language),
+            catalog=_check_catalog(catalog),
+            ttl_seconds=engine.config.ttl_seconds,
+        )
+        self._routes = build_routes(TRANSITIONS)
+        unknown = {r.handler for r in self._routes.values()} - HANDLERS.keys()
+        if unknown:
+            raise ConfigurationError(f"the state table names unknown handlers: {sorted(unknown)}")
+
+    @property
+    def language(self) -> str:
+        return self._services.language
+
+    @property
+    def catalog(self) -> tuple[str, ...]:
+        return self._services.catalog
+
+    async def handle(self, user_id: str, event: Event) -> Outcome:
+        """Handle one user message within one session turn and answer it.
+
+        Raises what the session engine raises (``InvalidUserId``, ``SessionBusy``,
+        ``StoreUnavailable``, ``LockLost``) and what the ports raise besides the refusals the
+        dialogue answers itself (``StoreUnavailable`` of orders, ``MediaUnavailable``); the
+        turn is then rolled back.
+        """
+        try:
+            async with self.engine.turn(user_id) as session:
+                return await self._handle(session, event)
+        except _Unchanged as unchanged:
+            return unchanged.outcome
+
+    async def _handle(self, session: Session, event: Event) -> Outcome:
+        notices: tuple[str, ...] = ()
+        if session.expired_from is not None:
+            notices = await self._expiry_notice(session)
+        try:
+            incoming = await self._receive(session, event)
+            session.history.add_user(incoming.content)
+            step = await self._dispatch(session, incoming)
+        except Rejected as rejected:
+            if session.expired_from is None:
+                raise _Unchanged(Outcome((Reply(rejected.reply),), session.state)) from None
+            session.clear()
+            return Outcome(tuple(Reply(t) for t in (*notices, rejected.reply)), session.state)
+        replies = (*notices, *step.replies)
+        for text in replies:
+            session.history.add_assistant(text)
+        return Outcome(tuple(Reply(t) for t in replies), session.state, step.order)
+
+    async def _expiry_notice(self, session: Session) -> tuple[str, ...]:
+        assert session.expired_from is not None
+        found = self._routes.get((session.expired_from.state, "expired"))
+        if found is None:
+            return ()
+        step = await HANDLERS[found.handler](Context(self._services, session, "expired"))
+        return step.replies
+
+    async def _dispatch(self, session: Session, incoming: _Incoming) -> Step:
+        source = session.state
+        trigger, found = route(self._routes, source, incoming.trigger)
+        # a numbered list answers only the message right after it
+        choices = tuple(session.slots.choices)
+        session.slots.choices = []
+        ctx = Context(
+            self._services,
+            session,
+            trigger,
+            text=incoming.text,
+            arg=incoming.arg if trigger == incoming.trigger else "",
+            upload=incoming.upload,
+            place=incoming.place,
+            choices=choices,
+        )
+        step = await HANDLERS[found.handler](ctx)
+        self._check_move(found, source, trigger, step)
+        if step.target == "idle" and source != "idle":
+            session.slots = Slots()  # the report or close is over, whichever way it ended
+        session.state = step.target
+        return step
+
+    @staticmethod
+    def _check_move(found: Route, source: str, trigger: str, step: Step) -> None:
+        if step.target not in found.targets:
+            raise AssertionError(
+                f"{found.handler} moved {source} on {trigger} to {step.target}, "
+                f"which the state table does not allow"
+            )
+
+    # -- checking input ------------------------------------------------------------------
+
+    async def _receive(self, session: Session, event: Event) -> _Incoming:
+        if isinstance(event, TextEvent):
+            return self._receive_text(session, event)
+        if isinstance(event, ImageEvent):
+            return await self._receive_image(event)
+        if isinstance(event, LocationEvent):
+            return self._receive_location(event)
+        raise InvalidInput(f"unsupported event {type(event).__name__}")
+
+    def _receive_text(self, session: Session, event: TextEvent) -> _Incoming:
+        text = self._check_text(event.text)
+        if not text:
+            raise Rejected(self._say("input.empty"))
+        command = parse(text)
+        trigger: Trigger = command.trigger
+        if (
+            trigger == "text"
+            and session.state == "idle"
+            and pick_choice(text, tuple(session.slots.choices)) is not None
+        ):
+            trigger = "choice"
+        return _Incoming(trigger, (TextPart(text),), text=text, arg=command.arg)
+
+    async def _receive_image(self, event: ImageEvent) -> _Incoming:
+        caption = self._check_text(event.caption)
+        try:
+            stored = await self._services.media.put_image(
+                bytes(event.data), declared_mime=event.mime
+            )
+        except InvalidImage as exc:
+            raise Rejected(self._image_refusal(exc)) from None
+        image = ImagePart(stored.key, stored.mime, stored.size, stored.width, stored.height)
+        content: tuple[Part, ...] = (image, TextPart(caption)) if caption else (image,)
+        return _Incoming("image", content, text=caption, upload=Upload(stored, bytes(event.data)))
+
+    def _receive_location(self, event: LocationEvent) -> _Incoming:
+        lat, lon = event.latitude, event.longitude
+        if not (_coordinate(lat, 90.0) and _coordinate(lon, 180.0)):
+            raise Rejected(self._say("input.bad_coordinates"))
+        label = " ".join(str(event.label).split())
+        if len(label) > MAX_LOCATION_CHARS:
+            raise Rejected(self._say("location.too_long", max=MAX_LOCATION_CHARS))
+        coordinates = f"{_degrees(lat)},{_degrees(lon)}"
+        said = " ".join(p for p in (self._say("history.location"), label, f"({coordinates})") if p)
+        return _Incoming("location", (TextPart(said),), place=label or coordinates)
+
+    def _check_text(self, text: str) -> str:
+        text = text.strip()
+        if len(text) > self.max_text_chars:
+            raise Rejected(self._say("input.too_long", max=self.max_text_chars))
+        return text
+
+    def _image_refusal(self, exc: InvalidImage) -> str:
+        if isinstance(exc, UnsupportedImageType):
+            return self._say("input.image_unsupported")
+        if isinstance(exc, ImageTooLarge | DecompressionBomb):
+            return self._say("input.image_too_large")
+        return self._say("input.image_invalid")
+
+    def _say(self, key: str, /, **values: object) -> str:
+        return self._services.texts(key, **values)
+
+
+def _check_catalog(catalog: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in catalog)
+    if not names or not all(names):
+        raise ConfigurationError("the alarm-type catalog needs at least one non-empty name")
+    if len(set(names)) != len(names):
+        raise ConfigurationError("the alarm-type catalog names a type twice")
+    return names
+
+
+def _coordinate(value: object, limit: float) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and -limit <= value <= limit
+    )
+
+
+def _degrees(value: float) -> str:
+    """Degrees to at most six decimals (about 0.1 m), without trailing zeros."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
