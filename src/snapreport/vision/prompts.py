@@ -1,0 +1,108 @@
+"""The prompts sent to a vision model, in Chinese (zh-CN, the default) and English.
+
+JSON-mode prompts contain the word "JSON": DashScope refuses ``response_format: json_object``
+otherwise. Catalog names are given verbatim so the model can copy one exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+
+def _is_zh(language: str) -> bool:
+    return language.lower().startswith("zh")
+
+
+def _catalog_lines(catalog: Sequence[str]) -> str:
+    return "\n".join(f"- {name}" for name in catalog)
+
+
+def analysis_system_prompt(language: str) -> str:
+    if _is_zh(language):
+        return "你是现场安全巡检助手,负责识别随手拍照片中的安全隐患。只用 JSON 对象回答。"
+    return (
+        "You are a site-safety inspection assistant who classifies photos of hazards. "
+        "Answer with a JSON object only."
+    )
+
+
+def analysis_prompt(catalog: Sequence[str], language: str) -> str:
+    """Ask for ``alarm_type`` (one of ``catalog``), ``description`` and ``confidence``."""
+    example = json.dumps(
+        {"alarm_type": catalog[0] if catalog else "", "description": "...", "confidence": 0.8},
+        ensure_ascii=False,
+    )
+    if _is_zh(language):
+        return (
+            "请查看这张现场照片,判断其中的问题属于下列哪一种告警类型:\n"
+            f"{_catalog_lines(catalog)}\n\n"
+            "只输出一个 JSON 对象,不要输出其他文字,字段如下:\n"
+            "- alarm_type:上面列表中的一项,原样照抄;都不符合时填「其他」\n"
+            "- description:用中文一两句话描述看到的问题和位置特征,不超过 80 字\n"
+            "- confidence:0 到 1 之间的小数,表示你的把握\n"
+            f"示例:{example}"
+        )
+    return (
+        "Look at this site photo and decide which alarm type below it shows:\n"
+        f"{_catalog_lines(catalog)}\n\n"
+        "Output one JSON object and nothing else, with the fields:\n"
+        "- alarm_type: one entry of the list above, copied exactly as written; "
+        "if none fits, use 其他\n"
+        "- description: one or two English sentences on the problem you see, at most 50 words\n"
+        "- confidence: a number from 0 to 1, how sure you are\n"
+        f"Example: {example}"
+    )
+
+
+def verification_prompt(description: str, language: str) -> tuple[str, str, str]:
+    """The text before the original photo, between the photos, and after the close photo."""
+    description = description.strip() or ("(无描述)" if _is_zh(language) else "(none)")
+    if _is_zh(language):
+        return (
+            f"第一张是上报问题时拍的原始照片,问题描述:{description}\n原始照片:",
+            "第二张是整改后拍的照片:",
+            "请比较两张照片,判断原来的问题是否已经解决(是同一地点,且问题已消除)。"
+            "只输出一个 JSON 对象,不要输出其他文字,字段:"
+            "resolved(true 或 false)、note(一句中文说明理由,不超过 60 字)。"
+            '示例:{"resolved": true, "note": "通道已清理干净"}',
+        )
+    return (
+        f"The first photo was taken when the problem was reported. Problem: {description}\n"
+        "Original photo:",
+        "The second photo was taken after the fix:",
+        "Compare the two photos and decide whether the original problem is resolved (the same "
+        "place, with the problem gone). Output one JSON object and nothing else, with the "
+        "fields resolved (true or false) and note (one English sentence saying why). "
+        'Example: {"resolved": true, "note": "The passage has been cleared."}',
+    )
+
+
+def chat_system_prompt(language: str) -> str:
+    """A short system prompt for small talk in the user's language."""
+    if _is_zh(language):
+        return (
+            "你是「随手拍」现场安全助手,帮助员工上报现场安全隐患和结单。"
+            "请用中文简短回答(一般不超过三句话)。"
+            "需要上报时,提醒用户直接发送现场照片;需要结单时,发送「结单 单号」。"
+        )
+    return (
+        "You are a helpful site-safety assistant for snap-and-report: staff report hazards on "
+        "site and close work orders. Reply briefly in English (usually at most three "
+        "sentences). To report, the user sends a photo of the scene; to close an order, they "
+        "send 'close <number>'."
+    )
+
+
+def missing_image_text(language: str) -> str:
+    """What stands in for an image whose bytes the caller did not provide."""
+    return "[图片不可用]" if _is_zh(language) else "[photo not available]"
+
+
+__all__ = [
+    "analysis_prompt",
+    "analysis_system_prompt",
+    "chat_system_prompt",
+    "missing_image_text",
+    "verification_prompt",
+]
