@@ -55,7 +55,7 @@ _PREFIXED: Final[tuple[tuple[re.Pattern[str], TextTrigger], ...]] = (
     ),
 )
 
-_TRAILING_PUNCTUATION: Final = ".。!?~,;、…·"
+_TRAILING_PUNCTUATION: Final = ".。!?~,;、…"
 
 
 @dataclass(frozen=True, slots=True)
