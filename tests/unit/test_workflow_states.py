@@ -38,7 +38,7 @@ def test_every_row_uses_known_states_and_triggers() -> None:
 def test_global_commands_work_in_every_state(state: State, trigger: Trigger) -> None:
     routes = build_routes(TRANSITIONS)
     found = routes[(state, trigger)]
-    expected = {"idle"} if trigger == "cancel" else {state}
+    expected: set[State] = {"idle"} if trigger == "cancel" else {state}
     assert found.targets == expected
 
 
