@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -341,11 +342,24 @@ def _duration(seconds: float) -> str:
 
 def _console_reader(console: Console) -> ReadLine:
     async def read_line(prompt: str) -> str | None:
-        try:
-            # input() blocks; a thread keeps the event loop (and the in-process app) alive
-            return await asyncio.to_thread(console.input, escape(prompt))
-        except (EOFError, KeyboardInterrupt):
-            return None
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str | None] = loop.create_future()
+
+        def deliver(line: str | None) -> None:
+            if not answer.done():
+                answer.set_result(line)
+
+        def ask() -> None:
+            try:
+                line: str | None = console.input(escape(prompt))
+            except (EOFError, KeyboardInterrupt):
+                line = None
+            loop.call_soon_threadsafe(deliver, line)
+
+        # input() blocks, so it runs on a daemon thread: the event loop (and the in-process
+        # app) keeps running, and an interrupted chat does not wait for a line that never comes
+        threading.Thread(target=ask, name="chat-input", daemon=True).start()
+        return await answer
 
     return read_line
 
