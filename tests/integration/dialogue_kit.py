@@ -1,0 +1,249 @@
+"""Builders for dialogue tests: the assistant on real adapters, photos, and shortcuts.
+
+``async with dialogue(tmp_path, clock) as kit:`` builds ``IncidentAssistant`` on a
+``MemorySessionStore`` + ``SessionEngine`` driven by the fake clock, a ``LocalMediaStore``
+under ``tmp_path``, a SQLite ``SqlOrderRepository`` and the given vision model (manual mode by
+default; ``vlm_vision(fake_vlm)`` for the fake OpenAI-compatible server).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from snapreport.config import DEFAULT_ALARM_TYPES
+from snapreport.errors import StoreUnavailable
+from snapreport.media.local import LocalMediaStore
+from snapreport.orders.base import NewReport, Order, OrderEvent, OrderRepository, OrderStatus
+from snapreport.orders.repository import SqlOrderRepository
+from snapreport.session.engine import EngineConfig, SessionEngine
+from snapreport.session.model import Session, State
+from snapreport.session.stores.memory import MemorySessionStore
+from snapreport.vision.base import VisionModel
+from snapreport.vision.manual import ManualVision
+from snapreport.vision.openai_compat import OpenAICompatVision
+from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
+from snapreport.workflow.incident import IncidentAssistant
+from tests.harness.clock import FakeClock
+
+TTL_SECONDS = 600.0
+USER = "zhangsan"
+
+
+def png_bytes(
+    color: tuple[int, int, int] = (200, 40, 40), size: tuple[int, int] = (64, 48)
+) -> bytes:
+    """A small real PNG; different colours give different media keys."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(
+    color: tuple[int, int, int] = (30, 120, 200), size: tuple[int, int] = (80, 60)
+) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+async def _no_sleep(_seconds: float) -> None:
+    return None
+
+
+def vlm_vision(fake_vlm: Any, *, max_retries: int = 1) -> OpenAICompatVision:
+    """The real adapter pointed at the fake server, retrying without waiting."""
+    return OpenAICompatVision(
+        base_url=fake_vlm.url,
+        api_key=fake_vlm.api_key,
+        model=fake_vlm.model,
+        timeout_seconds=10.0,
+        max_retries=max_retries,
+        backoff_seconds=0.0,
+        sleep=_no_sleep,
+    )
+
+
+@dataclass(slots=True)
+class Kit:
+    """The assistant and its adapters, with shortcuts for sending messages."""
+
+    assistant: IncidentAssistant
+    engine: SessionEngine
+    media: LocalMediaStore
+    orders: SqlOrderRepository
+    clock: FakeClock
+    media_root: Path
+
+    async def send(self, event: Event, user: str = USER) -> Outcome:
+        return await self.assistant.handle(user, event)
+
+    async def text(self, text: str, user: str = USER) -> Outcome:
+        return await self.send(TextEvent(text), user)
+
+    async def photo(
+        self,
+        data: bytes | None = None,
+        user: str = USER,
+        *,
+        mime: str | None = "image/png",
+        caption: str = "",
+    ) -> Outcome:
+        return await self.send(
+            ImageEvent(data if data is not None else png_bytes(), mime, caption), user
+        )
+
+    async def location(
+        self, latitude: float = 31.2, longitude: float = 121.4, label: str = "", user: str = USER
+    ) -> Outcome:
+        return await self.send(LocationEvent(latitude, longitude, label), user)
+
+    async def session(self, user: str = USER) -> Session:
+        info = await self.engine.peek(user)
+        assert info is not None, f"{user} has no stored session"
+        return info.session
+
+    async def state(self, user: str = USER) -> State:
+        info = await self.engine.peek(user)
+        return "idle" if info is None or info.expired else info.session.state
+
+    def stored_media(self) -> list[Path]:
+        return sorted(p for p in self.media_root.rglob("*") if p.is_file())
+
+    async def events(self, number: str) -> Sequence[OrderEvent]:
+        return await self.orders.events(number)
+
+    async def report(
+        self, user: str = USER, *, location: str = "3号楼东侧楼梯间", data: bytes | None = None
+    ) -> Order:
+        """A whole report: photo, location, yes; returns the order it created."""
+        await self.photo(data, user=user)
+        await self.text(location, user)
+        outcome = await self.text("确认", user)
+        assert outcome.order is not None, outcome
+        return outcome.order
+
+    async def reach(self, state: State, user: str = USER) -> Order | None:
+        """Bring ``user`` into ``state`` the way a user would; the order being closed, if any."""
+        order = None
+        if state == "waiting_location":
+            await self.photo(user=user)
+        elif state == "waiting_confirm":
+            await self.photo(user=user)
+            await self.text("3号楼东侧楼梯间", user)
+        elif state == "waiting_close_photo":
+            order = await self.report(user)
+            await self.text(f"结单 {order.number}", user)
+        assert await self.state(user) == state
+        return order
+
+
+@asynccontextmanager
+async def dialogue(
+    tmp_path: Path,
+    clock: FakeClock,
+    *,
+    vision: VisionModel | None = None,
+    language: str = "zh-CN",
+    catalog: Sequence[str] = DEFAULT_ALARM_TYPES,
+    wrap_orders: Callable[[SqlOrderRepository], OrderRepository] | None = None,
+) -> AsyncIterator[Kit]:
+    """The assistant on real adapters; ``wrap_orders`` may put a failing store in front."""
+    store = MemorySessionStore(clock=clock)
+    engine = SessionEngine(store, EngineConfig(ttl_seconds=TTL_SECONDS), clock=clock)
+    media_root = tmp_path / "media"
+    media = LocalMediaStore(media_root)
+    orders = await SqlOrderRepository.connect(
+        f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}", clock=clock
+    )
+    model = vision if vision is not None else ManualVision()
+    assistant = IncidentAssistant(
+        engine,
+        vision=model,
+        media=media,
+        orders=wrap_orders(orders) if wrap_orders is not None else orders,
+        catalog=catalog,
+        language=language,
+    )
+    try:
+        yield Kit(assistant, engine, media, orders, clock, media_root)
+    finally:
+        await orders.aclose()
+        await model.aclose()
+        await media.aclose()
+        await store.aclose()
+
+
+class FlakyOrders:
+    """The real repository behind a switch: methods named in ``failing`` raise
+    ``StoreUnavailable``, as the adapter does when its database is away."""
+
+    def __init__(self, inner: SqlOrderRepository) -> None:
+        self.inner = inner
+        self.failing: set[str] = set()
+
+    def _check(self, method: str) -> None:
+        if method in self.failing:
+            raise StoreUnavailable(f"orders database is away ({method})")
+
+    async def create(self, report: NewReport) -> Order:
+        self._check("create")
+        return await self.inner.create(report)
+
+    async def get(self, number: str) -> Order:
+        self._check("get")
+        return await self.inner.get(number)
+
+    async def list(
+        self, *, status: OrderStatus | None = None, user_id: str | None = None, limit: int = 100
+    ) -> Sequence[Order]:
+        self._check("list")
+        return await self.inner.list(status=status, user_id=user_id, limit=limit)
+
+    async def open_orders_for(self, user_id: str) -> Sequence[Order]:
+        self._check("open_orders_for")
+        return await self.inner.open_orders_for(user_id)
+
+    async def check_can_close(self, number: str, user_id: str) -> Order:
+        self._check("check_can_close")
+        return await self.inner.check_can_close(number, user_id)
+
+    async def close(
+        self,
+        number: str,
+        *,
+        by: str,
+        close_image_key: str | None,
+        verified: bool | None,
+        note: str,
+        forced: bool,
+    ) -> Order:
+        self._check("close")
+        return await self.inner.close(
+            number,
+            by=by,
+            close_image_key=close_image_key,
+            verified=verified,
+            note=note,
+            forced=forced,
+        )
+
+    async def record_event(self, number: str, *, kind: str, actor: str, detail: str) -> None:
+        self._check("record_event")
+        await self.inner.record_event(number, kind=kind, actor=actor, detail=detail)
+
+    async def events(self, number: str) -> Sequence[OrderEvent]:
+        return await self.inner.events(number)
+
+    async def ping(self) -> None:
+        self._check("ping")
+        await self.inner.ping()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
