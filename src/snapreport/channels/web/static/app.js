@@ -715,6 +715,12 @@ function init() {
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && el.ordersPanel.classList.contains("open")) setOrdersOpen(false);
   });
+  document.addEventListener("click", (event) => {
+    // a tap on the dimmed page behind the orders sheet closes it
+    if (!el.ordersPanel.classList.contains("open")) return;
+    if (el.ordersPanel.contains(event.target) || el.ordersToggle.contains(event.target)) return;
+    setOrdersOpen(false);
+  });
   wireDragAndDrop();
 
   if (USER_ID_PATTERN.test(userId())) {
