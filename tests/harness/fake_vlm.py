@@ -20,9 +20,9 @@ Attributes and methods (a stable API; other suites rely on it):
     Seconds to wait before every answer (0 by default); scripted answers may add their own.
 ``default_analysis`` / ``default_verification`` / ``default_chat``
     What is answered when the queue is empty: for a request with two or more images (a close
-    verification) ``{"resolved": true, "note": ...}``; for other JSON-mode requests the analysis
-    ``{"alarm_type": "消防通道堵塞", "description": ..., "confidence": 0.9}``; for plain chat a
-    short text. Tests may reassign them.
+    verification) ``{"resolved": true, "note": ...}``; for other requests in JSON mode or whose
+    prompt mentions JSON, the analysis ``{"alarm_type": "消防通道堵塞", "description": ...,
+    "confidence": 0.9}``; for plain chat a short text. Tests may reassign them.
 ``requests``
     Every request that reached ``/v1/chat/completions``, oldest first, as ``RecordedRequest``:
     a ``dict`` (the parsed JSON body, ``{}`` if it was not JSON) with ``.size`` (body bytes),
@@ -270,7 +270,7 @@ class FakeVLM:
         if scripted is None:
             if record.image_count >= 2:
                 content = json.dumps(self.default_verification, ensure_ascii=False)
-            elif json_mode:
+            elif json_mode or _asks_for_json(record):
                 content = json.dumps(self.default_analysis, ensure_ascii=False)
             else:
                 content = self.default_chat
@@ -344,12 +344,16 @@ class FakeVLM:
             raise _BadRequest("response_format.type must be json_object or text")
         if response_format["type"] != "json_object":
             return False
-        if not any("json" in text.lower() for text in record.texts):
+        if not _asks_for_json(record):
             raise _BadRequest(
                 "'messages' must contain the word 'json' in some form, "
                 "to use 'response_format' of type 'json_object'."
             )
         return True
+
+
+def _asks_for_json(record: RecordedRequest) -> bool:
+    return any("json" in text.lower() for text in record.texts)
 
 
 def _error(message: str, kind: str, code: str) -> dict[str, Any]:

@@ -301,6 +301,18 @@ async def test_bad_request_is_not_retried(vision: OpenAICompatVision, fake_vlm: 
     assert len(fake_vlm.requests) == 1
 
 
+async def test_server_without_json_mode_is_asked_again_without_it(
+    vision: OpenAICompatVision, fake_vlm: FakeVLM
+) -> None:
+    fake_vlm.enqueue_error(400, message="response_format is not supported by this model")
+    assert (await vision.analyze(photo(), CATALOG, language="zh-CN")).alarm_type == "消防通道堵塞"
+    await vision.analyze(photo(), CATALOG, language="zh-CN")
+    assert [r.status for r in fake_vlm.requests] == [400, 200, 200]
+    assert "response_format" in fake_vlm.requests[0]
+    assert "response_format" not in fake_vlm.requests[1]
+    assert "response_format" not in fake_vlm.requests[2]  # remembered
+
+
 async def test_connection_refused_is_unavailable(
     sleeps: SleepRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,7 +10,9 @@ Failure policy, so that a user waits a bounded time and then goes on in manual m
 - 408, 429 and 5xx answers, dropped connections and refused connections are retried up to
   ``max_retries`` times with exponential backoff and jitter; a ``Retry-After`` of at most
   ``max_retry_after_seconds`` is honoured, a longer one ends the attempts at once;
-- other 4xx answers (a wrong key, a bad request) fail at once;
+- other 4xx answers (a wrong key, a bad request) fail at once, except a 400 that names
+  ``response_format``: that server lacks JSON mode, so the request is sent again without it
+  (the prompt asks for JSON anyway) and JSON mode stays off for this adapter;
 - every failure, and an answer that holds no usable JSON, raises ``VisionUnavailable``.
 
 Neither image bytes nor the API key are ever logged or put in an error message.
@@ -85,6 +87,7 @@ class OpenAICompatVision:
         self.jpeg_quality = jpeg_quality
         self.extra_body = dict(extra_body or {})
         self._url = f"{base}/chat/completions"
+        self._json_mode_supported = True
         self._sleep = sleep
         headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
         if api_key:  # Ollama and some vLLM setups take no key
@@ -184,7 +187,7 @@ class OpenAICompatVision:
             "temperature": 0.1 if json_mode else 0.5,
             "stream": False,
         }
-        if json_mode:
+        if json_mode and self._json_mode_supported:
             body["response_format"] = {"type": "json_object"}
         body.update(self.extra_body)
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -223,6 +226,18 @@ class OpenAICompatVision:
                 )
                 return _answer_text(response)
             detail = _status_detail(response)
+            if (
+                status == 400
+                and json_mode
+                and self._json_mode_supported
+                and "response_format" in detail.lower()
+            ):
+                # Some compatible servers lack JSON mode; the prompt still asks for JSON and
+                # the parser copes with what comes back. Remember it for later requests.
+                log.warning("vision %s: JSON mode refused (%s); asking without it", purpose, detail)
+                self._json_mode_supported = False
+                body = self._body(messages, json_mode=json_mode)
+                continue
             if status not in RETRYABLE_STATUS and status < 500:
                 log.warning("vision %s refused: %s", purpose, detail)
                 raise VisionUnavailable(f"the vision model refused the request: {detail}")
