@@ -1,7 +1,9 @@
 """The ONE composition root: reads ``Settings``, builds adapters, closes them.
 
-``async with build(settings) as app:`` yields an ``App`` holding the engine, the ports and the
-assistant. Adapters are imported here only, so core code never depends on one.
+``async with build(settings) as app:`` yields an ``App`` holding the engine, the ports, the
+key-value store and the assistant. Adapters are imported here only, so core code never depends
+on one. Given a ``Metrics``, the vision port and the session store are wrapped in its timing
+decorators; with ``channels=True`` the configured background channels (WeCom) start too.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from snapreport.config import Settings
 from snapreport.errors import ConfigurationError
+from snapreport.kv.base import KeyValueStore
 from snapreport.media.base import MediaStore
+from snapreport.metrics import Metrics, ObservedSessionStore, TimedVision
 from snapreport.orders.base import OrderRepository
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.stores.base import SessionStore
@@ -22,6 +27,12 @@ from snapreport.vision.base import VisionModel
 from snapreport.workflow.incident import IncidentAssistant
 
 Clock = Callable[[], float]
+
+
+class Channel(Protocol):
+    """A channel that runs in the background (WeCom): started with the app, closed with it."""
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -34,6 +45,14 @@ class App:
     media: MediaStore
     orders: OrderRepository
     assistant: IncidentAssistant
+    kv: KeyValueStore
+    wecom: Channel | None = None
+
+
+def sqlite_session_path(settings: Settings) -> Path:
+    """The SQLite session database file (the key-value table shares it)."""
+    url = settings.session.url or str(settings.data_dir / "sessions.db")
+    return Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
 
 
 def build_session_store(settings: Settings, clock: Clock) -> SessionStore:
@@ -45,15 +64,57 @@ def build_session_store(settings: Settings, clock: Clock) -> SessionStore:
     if s.backend == "sqlite":
         from snapreport.session.stores.sqlite import SqliteSessionStore
 
-        path = s.url or str(settings.data_dir / "sessions.db")
-        return SqliteSessionStore(path.removeprefix("sqlite:///"), clock=clock)
+        return SqliteSessionStore(sqlite_session_path(settings), clock=clock)
     if s.backend == "redis":
         from snapreport.session.stores.redis import RedisSessionStore
 
-        if not s.url:
-            raise ConfigurationError("SNAPREPORT_SESSION__URL must be a redis:// URL for redis")
-        return RedisSessionStore.from_url(s.url, prefix=s.key_prefix, clock=clock)
+        return RedisSessionStore.from_url(_redis_url(settings), prefix=s.key_prefix, clock=clock)
     raise ConfigurationError(f"unknown session backend {s.backend!r}")
+
+
+def build_kv(settings: Settings, clock: Clock) -> KeyValueStore:
+    """The key-value store, on the session store's backend (so every worker shares it)."""
+    s = settings.session
+    if s.backend == "memory":
+        from snapreport.kv.memory import MemoryKeyValueStore
+
+        return MemoryKeyValueStore(clock=clock)
+    if s.backend == "sqlite":
+        from snapreport.kv.sqlite import SqliteKeyValueStore
+
+        return SqliteKeyValueStore(sqlite_session_path(settings), clock=clock)
+    if s.backend == "redis":
+        from snapreport.kv.redis import RedisKeyValueStore
+
+        return RedisKeyValueStore.from_url(_redis_url(settings), prefix=s.key_prefix)
+    raise ConfigurationError(f"unknown session backend {s.backend!r}")
+
+
+def _redis_url(settings: Settings) -> str:
+    url = settings.session.url
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError("SNAPREPORT_SESSION__URL must be a redis:// URL for redis")
+    return url
+
+
+def _expired_while_pending(engine: SessionEngine) -> Callable[[str, bytes], bool]:
+    def check(user_id: str, blob: bytes) -> bool:
+        session = engine.codec.decode(user_id, blob)
+        return session.state != "idle" and session.is_expired(
+            engine.now(), engine.config.ttl_seconds
+        )
+
+    return check
+
+
+async def start_channels(app: App, stack: AsyncExitStack) -> None:
+    """Start the background channels the settings enable; close them with ``stack``."""
+    if app.settings.wecom.enabled:
+        from snapreport.channels.wecom.channel import WeComChannel  # type: ignore[import-not-found,unused-ignore]
+
+        wecom = await WeComChannel.start(app)
+        stack.push_async_callback(wecom.aclose)
+        app.wecom = wecom
 
 
 def build_vision(settings: Settings) -> VisionModel:
@@ -101,12 +162,23 @@ async def build_orders(settings: Settings) -> OrderRepository:
 
 
 @asynccontextmanager
-async def build(settings: Settings, *, clock: Clock = time.time) -> AsyncIterator[App]:
+async def build(
+    settings: Settings,
+    *,
+    clock: Clock = time.time,
+    metrics: Metrics | None = None,
+    channels: bool = False,
+) -> AsyncIterator[App]:
     """Build every adapter from ``settings``; close them all on exit, in reverse order."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
-        store = build_session_store(settings, clock)
+        store: SessionStore = build_session_store(settings, clock)
         stack.push_async_callback(store.aclose)
+        observed: ObservedSessionStore | None = None
+        if metrics is not None:
+            store = observed = ObservedSessionStore(store, metrics)
+        kv = build_kv(settings, clock)
+        stack.push_async_callback(kv.aclose)
         engine = SessionEngine(
             store,
             EngineConfig(
@@ -117,8 +189,12 @@ async def build(settings: Settings, *, clock: Clock = time.time) -> AsyncIterato
             ),
             clock=clock,
         )
+        if observed is not None:
+            observed.expiry_check = _expired_while_pending(engine)
         vision = build_vision(settings)
         stack.push_async_callback(vision.aclose)
+        if metrics is not None:
+            vision = TimedVision(vision, metrics)
         media = build_media(settings)
         stack.push_async_callback(media.aclose)
         orders = await build_orders(settings)
@@ -131,4 +207,7 @@ async def build(settings: Settings, *, clock: Clock = time.time) -> AsyncIterato
             catalog=tuple(settings.alarm_types),
             language=settings.language,
         )
-        yield App(settings, engine, vision, media, orders, assistant)
+        app = App(settings, engine, vision, media, orders, assistant, kv)
+        if channels:
+            await start_channels(app, stack)
+        yield app

@@ -1,0 +1,132 @@
+"""Admin endpoints (admin token): sessions, orders, media."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
+
+from snapreport.channels.http.auth import require_admin
+from snapreport.channels.http.images import decode_base64
+from snapreport.channels.http.render import order_detail, order_out, session_detail, session_summary
+from snapreport.channels.http.schemas import (
+    USER_ID_PATTERN,
+    ErrorOut,
+    NewOrderIn,
+    OrderDetail,
+    OrderList,
+    OrderOut,
+    SessionCleared,
+    SessionDetail,
+    SessionPageOut,
+)
+from snapreport.channels.http.state import State
+from snapreport.errors import SessionNotFound
+from snapreport.orders.base import NewReport
+
+router = APIRouter(dependencies=[Depends(require_admin)], tags=["admin"])
+
+UserId = Annotated[str, Path(pattern=USER_ID_PATTERN)]
+OrderNumber = Annotated[str, Path(min_length=1, max_length=64)]
+MediaKey = Annotated[str, Path(min_length=1, max_length=100)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503)
+}
+
+
+@router.get("/api/v1/sessions", response_model=SessionPageOut, responses=_ERRORS)
+async def list_sessions(
+    state: State,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> SessionPageOut:
+    """The number of active sessions and a page of them, ordered by user id."""
+    engine = state.app.engine
+    active, page = await asyncio.gather(engine.active_count(), engine.list_active(cursor, limit))
+    now = engine.now()
+    ttl = engine.config.ttl_seconds
+    return SessionPageOut(
+        active=active,
+        sessions=[session_summary(s, ttl_seconds=ttl, now=now) for s in page.sessions],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/api/v1/sessions/{user_id}", response_model=SessionDetail, responses=_ERRORS)
+async def show_session(user_id: UserId, state: State) -> SessionDetail:
+    """A user's session as stored (state, pending slots, history), without refreshing it."""
+    engine = state.app.engine
+    info = await engine.peek(user_id)
+    if info is None:
+        raise SessionNotFound(f"no session for user {user_id!r}")
+    return session_detail(info, now=engine.now())
+
+
+@router.delete("/api/v1/sessions/{user_id}", response_model=SessionCleared, responses=_ERRORS)
+async def clear_session(user_id: UserId, state: State) -> SessionCleared:
+    """Delete a user's session: state, slots and history."""
+    if not await state.app.engine.clear(user_id):
+        raise SessionNotFound(f"no session for user {user_id!r}")
+    return SessionCleared(user_id=user_id, cleared=True)
+
+
+@router.get("/api/v1/orders", response_model=OrderList, responses=_ERRORS)
+async def list_orders(
+    state: State,
+    status: Literal["open", "closed"] | None = None,
+    user_id: Annotated[str | None, Query(pattern=USER_ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> OrderList:
+    """Orders newest first; ``user_id`` matches the reporter or the assignee."""
+    orders = await state.app.orders.list(status=status, user_id=user_id, limit=limit)
+    return OrderList(orders=[order_out(o) for o in orders])
+
+
+@router.get("/api/v1/orders/{number}", response_model=OrderDetail, responses=_ERRORS)
+async def show_order(number: OrderNumber, state: State) -> OrderDetail:
+    """One order with its event log."""
+    repo = state.app.orders
+    order = await repo.get(number)
+    return order_detail(order, await repo.events(order.number))
+
+
+@router.post(
+    "/api/v1/orders",
+    response_model=OrderOut,
+    status_code=201,
+    responses={**_ERRORS, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+)
+async def create_order(body: NewOrderIn, state: State) -> OrderOut:
+    """An order raised by an external alarm system; its photo is validated and stored first."""
+    image_key: str | None = None
+    if body.image is not None:
+        media = state.app.media
+        max_bytes = state.app.settings.media.max_bytes
+        data = decode_base64(body.image.data, max_bytes)
+        image_key = (await media.put_image(data, declared_mime=body.image.mime)).key
+    order = await state.app.orders.create(
+        NewReport(
+            reporter=body.reporter,
+            alarm_type=body.alarm_type.strip(),
+            location=body.location.strip(),
+            description=body.description.strip(),
+            image_key=image_key,
+            assignee=body.assignee,
+            source="external",
+        )
+    )
+    return order_out(order)
+
+
+@router.get(
+    "/api/v1/media/{key:path}",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}}, **_ERRORS},
+)
+async def get_media(key: MediaKey, state: State) -> Response:
+    """The bytes of a stored image."""
+    data, mime = await state.app.media.get(key)
+    return Response(data, media_type=mime, headers={"Cache-Control": "private, max-age=86400"})

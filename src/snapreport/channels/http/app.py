@@ -1,0 +1,183 @@
+"""``create_app(settings)``: the FastAPI application of the HTTP API, the web page and WeCom.
+
+Nothing is built at import time. The lifespan builds the whole application through
+``bootstrap.build`` (with this app's own metrics registry), starts the session sweeper, and
+closes everything in reverse order on shutdown. ``app_from_env`` is the factory uvicorn calls
+(``--factory``) in each worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from snapreport.bootstrap import build
+from snapreport.channels.http import admin, health, messages, users
+from snapreport.channels.http.auth import Tokens
+from snapreport.channels.http.errors import install_error_handlers
+from snapreport.channels.http.idempotency import Idempotency, RateLimiter
+from snapreport.channels.http.middleware import RequestContext
+from snapreport.channels.http.schemas import MessageForm, MessageIn
+from snapreport.channels.http.state import HttpState
+from snapreport.config import Settings
+from snapreport.logs import configure_logging, get_logger
+from snapreport.metrics import Metrics
+
+log = get_logger("snapreport.http")
+
+STATIC_DIR: Final = Path(__file__).resolve().parent.parent / "web" / "static"
+SWEEP_INTERVAL_SECONDS: Final = 5.0
+# room in a request body beyond the image cap: base64 (4/3) and the other fields
+_BODY_SLACK_BYTES: Final = 1024 * 1024
+
+DESCRIPTION = """Snap-and-report assistant: a photo becomes an alarm and a work order.
+
+Errors are `{"error": {"code": "...", "message": "..."}}`. Send `Authorization: Bearer <token>`
+when the service has tokens set (`SNAPREPORT_API_TOKEN`, `SNAPREPORT_ADMIN_TOKEN`)."""
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> FastAPI:
+    """The application for ``settings``; ``clock`` (default: wall time) drives every expiry."""
+    now = clock or time.time
+    metrics = Metrics()
+    app = FastAPI(
+        title="snapreport",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings, now, metrics),
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.tokens = Tokens.from_settings(settings)
+    app.state.http = None
+    app.state.wecom = None
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.media.max_bytes * 4 // 3 + _BODY_SLACK_BYTES,
+        metrics=metrics,
+    )
+    app.include_router(messages.router)
+    app.include_router(users.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    _include_wecom(app)
+    _serve_web_page(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The factory for ``uvicorn --factory``: settings from the environment and ``.env``."""
+    settings = Settings()  # type: ignore[call-arg,unused-ignore]
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def _lifespan(
+    settings: Settings, clock: Callable[[], float], metrics: Metrics
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with build(settings, clock=clock, metrics=metrics, channels=True) as ctx:
+            kv = ctx.kv
+            app.state.wecom = ctx.wecom
+            app.state.http = HttpState(
+                app=ctx,
+                metrics=metrics,
+                clock=clock,
+                idempotency=Idempotency(kv, claim_ttl_seconds=_claim_ttl(settings)),
+                limiter=RateLimiter(kv, per_minute=settings.rate_limit_per_minute, clock=clock),
+            )
+            sweeper = asyncio.create_task(
+                ctx.engine.run_sweeper(SWEEP_INTERVAL_SECONDS), name="session-sweeper"
+            )
+            tokens: Tokens = app.state.tokens
+            log.info(
+                "started",
+                sessions=settings.session.backend,
+                media=settings.media.backend,
+                vision="model" if settings.vision.enabled else "manual",
+                wecom=ctx.wecom is not None,
+                auth="open: no API or admin token set" if tokens.open else "bearer tokens",
+            )
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sweeper
+                app.state.http = None
+                app.state.wecom = None
+                log.info("stopped")
+
+    return lifespan
+
+
+def _claim_ttl(settings: Settings) -> float:
+    """How long a message's claim lives: a turn's longest plausible run (lock wait + model)."""
+    vision = settings.vision
+    model = vision.timeout_seconds * (vision.max_retries + 1) * 2 if vision.enabled else 0.0
+    return settings.session.lock_timeout_seconds + model + 30.0
+
+
+def _include_wecom(app: FastAPI) -> None:
+    # the WeCom callback router is always mounted; it answers 404 when WeCom is not configured
+    if importlib.util.find_spec("snapreport.channels.wecom.callback") is None:
+        return
+    from snapreport.channels.wecom.callback import router as wecom_router
+
+    app.include_router(wecom_router)
+
+
+def _serve_web_page(app: FastAPI) -> None:
+    index = STATIC_DIR / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    async def web_page() -> FileResponse:
+        return FileResponse(index, media_type="text/html; charset=utf-8")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema, plus the two bodies of POST /api/v1/messages (parsed by hand)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (MessageIn, MessageForm):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in body.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components[model.__name__] = body
+    app.openapi_schema = schema
+    return schema
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("snapreport")
+    except PackageNotFoundError:
+        return "0+unknown"

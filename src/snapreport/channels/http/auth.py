@@ -1,0 +1,118 @@
+"""Bearer tokens: ``SNAPREPORT_API_TOKEN`` for messages and user endpoints,
+``SNAPREPORT_ADMIN_TOKEN`` for admin endpoints.
+
+The admin token also opens the user endpoints. When no admin token is set, the API token opens
+the admin endpoints; with neither set, everything is open, which ``check_binding`` allows only
+on a loopback address.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from snapreport.config import Settings
+from snapreport.errors import ConfigurationError, Unauthorized
+
+Scope = Literal["api", "admin"]
+
+# documents the scheme in OpenAPI; the check itself is ours (auto_error would answer 403)
+bearer_scheme = HTTPBearer(auto_error=False, description="SNAPREPORT_API_TOKEN or ADMIN_TOKEN")
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """The configured tokens, as bytes for constant-time comparison."""
+
+    api: bytes
+    admin: bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tokens:
+        return cls(
+            settings.api_token.get_secret_value().encode(),
+            settings.admin_token.get_secret_value().encode(),
+        )
+
+    @property
+    def open(self) -> bool:
+        return not self.api and not self.admin
+
+    def accepted(self, scope: Scope) -> tuple[bytes, ...]:
+        """The tokens that open ``scope``; empty means the scope is open."""
+        if scope == "admin":
+            return (self.admin,) if self.admin else (self.api,) if self.api else ()
+        if not self.api:
+            return ()
+        return (self.api, self.admin) if self.admin else (self.api,)
+
+    def check(self, scope: Scope, authorization: str | None) -> None:
+        """Raise ``Unauthorized`` unless ``authorization`` carries a token for ``scope``."""
+        wanted = self.accepted(scope)
+        if not wanted:
+            return
+        if not authorization:
+            raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        kind, _, given = authorization.partition(" ")
+        if kind.lower() != "bearer" or not given.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        presented = given.strip().encode()
+        # compare with every candidate, so the time taken does not say which one came close
+        matches = [hmac.compare_digest(presented, token) for token in wanted]
+        if not any(matches):
+            what = "an admin" if scope == "admin" else "an API"
+            raise Unauthorized(f"the bearer token is not {what} token")
+
+
+def _tokens(request: Request) -> Tokens:
+    tokens: Tokens = request.app.state.tokens
+    return tokens
+
+
+# the parameter only documents the scheme in OpenAPI; the header is read as it came
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+
+
+async def require_api(request: Request, _: Bearer) -> None:
+    """Dependency of the message and user endpoints."""
+    _tokens(request).check("api", request.headers.get("authorization"))
+
+
+async def require_admin(request: Request, _: Bearer) -> None:
+    """Dependency of the admin endpoints."""
+    _tokens(request).check("admin", request.headers.get("authorization"))
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(settings: Settings, host: str) -> bool:
+    """True if the service will run open (no tokens); refuse an open service off loopback."""
+    tokens = Tokens.from_settings(settings)
+    if is_loopback(host):
+        return tokens.open
+    missing = [
+        name
+        for name, value in (
+            ("SNAPREPORT_API_TOKEN", tokens.api),
+            ("SNAPREPORT_ADMIN_TOKEN", tokens.admin),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"refusing to listen on {host} without {' and '.join(missing)}: anyone who can reach "
+            "it could read and change sessions and orders. Set the tokens, or bind to 127.0.0.1."
+        )
+    return False

@@ -1,0 +1,127 @@
+"""Errors to HTTP answers, in ONE place: ``{"error": {"code": ..., "message": ...}}``.
+
+Every ``SnapreportError`` answers with its own ``http_status`` and ``code``. FastAPI's request
+validation becomes 422 ``invalid_request`` (naming the field) or 400 ``malformed_json``;
+Starlette's own HTTP errors (unknown route, wrong method) keep their status with a code. Bad
+input never becomes a 500; anything unexpected is a 500 ``internal_error`` whose details stay in
+the log.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from snapreport.errors import InvalidInput, RateLimited, SnapreportError, Unauthorized
+from snapreport.logs import get_logger
+
+log = get_logger("snapreport.http")
+
+
+class InvalidRequest(InvalidInput):
+    """The request's fields do not fit the API (a missing field, a wrong type, a bad value)."""
+
+    code = "invalid_request"
+    http_status = 422
+
+
+class MalformedJson(InvalidInput):
+    code = "malformed_json"
+    http_status = 400
+
+
+class UnsupportedMediaType(InvalidInput):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class RequestTooLarge(InvalidInput):
+    code = "request_too_large"
+    http_status = 413
+
+
+_STATUS_CODES: Mapping[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The one shape of every error answer."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def describe_validation(errors: Sequence[Any]) -> str:
+    """A one-line message naming the fields that were refused (pydantic or FastAPI errors)."""
+    parts = []
+    for error in list(errors)[:3]:
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(loc) or "body"
+        parts.append(f"{field}: {error.get('msg', 'invalid value')}")
+    more = len(errors) - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _count(request: Request, code: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(code).inc()
+
+
+async def on_snapreport_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SnapreportError)
+    _count(request, exc.code)
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.http_status >= 500:
+        log.warning("request_failed", code=exc.code, error=exc.message)
+    else:
+        log.info("request_refused", code=exc.code, error=exc.message)
+    return error_response(exc.http_status, exc.code, exc.message, headers)
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return await on_snapreport_error(request, MalformedJson("the body is not valid JSON"))
+    return await on_snapreport_error(request, InvalidRequest(describe_validation(errors)))
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    _count(request, code)
+    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _count(request, "internal_error")
+    log.exception("request_crashed", error_type=type(exc).__name__)
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(SnapreportError, on_snapreport_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,138 @@
+"""Message deduplication by ``message_id`` and the per-user rate limit, on a ``KeyValueStore``.
+
+Both live in the session store's backend, so they hold across every worker sharing it.
+
+Deduplication: the first request with a given (user, message id) claims the key with
+``set_if_absent``; when its turn is done, the answer replaces the claim for 24 hours. A repeat
+gets that answer. A repeat that arrives while the first is still running waits for the answer
+(polling the key) instead of running the turn a second time. If the first one fails, its claim
+is dropped so the client's retry runs the turn afresh (a failed turn changed nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from snapreport.errors import RateLimited, SessionBusy, SnapreportError, StoreUnavailable
+from snapreport.kv.base import KeyValueStore
+from snapreport.logs import get_logger
+
+log = get_logger("snapreport.http")
+
+ANSWER_TTL_SECONDS: Final = 86_400.0
+_PENDING: Final = b"pending"
+_DONE: Final = b"done:"
+_POLL_START: Final = 0.01
+_POLL_MAX: Final = 0.25
+
+Answer = dict[str, Any]
+
+
+class Idempotency:
+    """Runs a message's turn at most once per (user id, message id)."""
+
+    def __init__(
+        self,
+        kv: KeyValueStore,
+        *,
+        claim_ttl_seconds: float,
+        answer_ttl_seconds: float = ANSWER_TTL_SECONDS,
+    ) -> None:
+        self._kv = kv
+        self._claim_ttl = claim_ttl_seconds
+        self._answer_ttl = answer_ttl_seconds
+
+    @staticmethod
+    def key(user_id: str, message_id: str) -> str:
+        return f"msg:{user_id}:{message_id}"
+
+    async def remembered(self, user_id: str, message_id: str) -> Answer | None:
+        """The stored answer of an earlier message with this id, if its turn has finished."""
+        return _answer(await self._kv.get(self.key(user_id, message_id)))
+
+    async def run(
+        self, user_id: str, message_id: str, turn: Callable[[], Awaitable[Answer]]
+    ) -> tuple[Answer, bool]:
+        """``(answer, duplicate)``: run ``turn`` unless this message was or is being handled."""
+        key = self.key(user_id, message_id)
+        while True:
+            if await self._kv.set_if_absent(key, _PENDING, ttl_seconds=self._claim_ttl):
+                return await self._run_claimed(key, turn), False
+            answer = await self._wait(key)
+            if answer is not None:
+                return answer, True
+            # the first attempt failed and gave its claim up: try to claim it ourselves
+
+    async def _run_claimed(self, key: str, turn: Callable[[], Awaitable[Answer]]) -> Answer:
+        try:
+            answer = await turn()
+        except BaseException:
+            await _forget(self._kv, key)
+            raise
+        try:
+            await self._kv.set(key, _DONE + _encode(answer), ttl_seconds=self._answer_ttl)
+        except SnapreportError as exc:
+            # the turn happened; answering it matters more than remembering the answer
+            log.warning("answer_not_remembered", key=key, error=exc.message)
+        return answer
+
+    async def _wait(self, key: str) -> Answer | None:
+        """Poll until the key holds an answer (returned) or nothing (None)."""
+        delay = _POLL_START
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._claim_ttl
+        while True:
+            value = await self._kv.get(key)
+            if value is None:
+                return None
+            answer = _answer(value)
+            if answer is not None:
+                return answer
+            if loop.time() >= deadline:
+                raise SessionBusy("the same message is still being handled; try again later")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+
+
+class RateLimiter:
+    """At most ``per_minute`` new messages per user in each clock minute (fixed windows)."""
+
+    def __init__(self, kv: KeyValueStore, *, per_minute: int, clock: Callable[[], float]) -> None:
+        self._kv = kv
+        self._limit = per_minute
+        self._clock = clock
+
+    async def hit(self, user_id: str) -> None:
+        """Count one message; ``RateLimited`` (with the seconds to wait) beyond the limit."""
+        now = self._clock()
+        window = math.floor(now / 60)
+        count = await self._kv.incr(f"rate:{user_id}:{window}", ttl_seconds=120.0)
+        if count > self._limit:
+            retry_after = (window + 1) * 60 - now
+            raise RateLimited(
+                f"more than {self._limit} messages a minute from {user_id!r}; "
+                f"try again in {math.ceil(retry_after)} s",
+                retry_after=retry_after,
+            )
+
+
+def _encode(answer: Answer) -> bytes:
+    return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _answer(value: bytes | None) -> Answer | None:
+    if value is None or not value.startswith(_DONE):
+        return None
+    decoded: Answer = json.loads(value[len(_DONE) :])
+    return decoded
+
+
+async def _forget(kv: KeyValueStore, key: str) -> None:
+    # the claim expires on its own; the original error matters more
+    with contextlib.suppress(StoreUnavailable, asyncio.CancelledError):
+        await asyncio.shield(kv.delete(key))

@@ -1,0 +1,204 @@
+"""``POST /api/v1/messages``: one user message, answered synchronously.
+
+The body is JSON (``MessageIn``) or multipart/form-data (``MessageForm``). It is parsed and
+checked completely (an image is decoded and validated) before anything else happens, so bad
+input is a 4xx that changes nothing. Then: a repeated ``message_id`` gets its first answer; the
+per-user rate limit counts the message; the dialogue handles it in one session turn.
+
+One message is one event: an image (with the text as its caption), else a location (with the
+text as its label when it has none), else the text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from snapreport.channels.http.auth import require_api
+from snapreport.channels.http.errors import (
+    InvalidRequest,
+    MalformedJson,
+    UnsupportedMediaType,
+    describe_validation,
+)
+from snapreport.channels.http.images import check_image, decode_base64
+from snapreport.channels.http.render import order_out
+from snapreport.channels.http.schemas import (
+    MAX_LABEL_CHARS,
+    MAX_TEXT_CHARS,
+    MESSAGE_ID_PATTERN,
+    USER_ID_PATTERN,
+    ErrorOut,
+    MessageForm,
+    MessageIn,
+    MessageOut,
+    ReplyOut,
+)
+from snapreport.channels.http.state import HttpState, State
+from snapreport.errors import ImageTooLarge
+from snapreport.logs import bind
+from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 413, 415, 422, 429, 503)
+}
+
+
+class _FormFields(BaseModel):
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    message_id: str | None = Field(None, pattern=MESSAGE_ID_PATTERN)
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    longitude: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+    label: str | None = Field(None, max_length=MAX_LABEL_CHARS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    user_id: str
+    message_id: str | None
+    event: Event
+
+
+def _content(model: type[BaseModel]) -> dict[str, Any]:
+    return {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+
+
+OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": _content(MessageIn),
+            "multipart/form-data": _content(MessageForm),
+        },
+    }
+}
+
+
+@router.post(
+    "/api/v1/messages",
+    response_model=MessageOut,
+    responses=_ERRORS,
+    dependencies=[Depends(require_api)],
+    openapi_extra=OPENAPI_BODY,
+    tags=["messages"],
+    summary="Send one user message and get the assistant's answer",
+)
+async def post_message(request: Request, state: State) -> dict[str, Any]:
+    parsed = await _read(request, state)
+    request.state.user_id = parsed.user_id
+    bind(user_id=parsed.user_id)
+    if parsed.message_id is None:
+        await state.limiter.hit(parsed.user_id)
+        return await _turn(state, parsed)
+    remembered = await state.idempotency.remembered(parsed.user_id, parsed.message_id)
+    if remembered is not None:
+        state.metrics.duplicates.inc()
+        return {**remembered, "duplicate": True}
+    await state.limiter.hit(parsed.user_id)
+    answer, duplicate = await state.idempotency.run(
+        parsed.user_id, parsed.message_id, lambda: _turn(state, parsed)
+    )
+    if duplicate:
+        state.metrics.duplicates.inc()
+    return {**answer, "duplicate": duplicate}
+
+
+async def _turn(state: HttpState, parsed: _Parsed) -> dict[str, Any]:
+    outcome = await state.app.assistant.handle(parsed.user_id, parsed.event)
+    state.metrics.turns.labels(outcome.state).inc()
+    return _answer(parsed.message_id, outcome)
+
+
+def _answer(message_id: str | None, outcome: Outcome) -> dict[str, Any]:
+    return MessageOut(
+        message_id=message_id,
+        duplicate=False,
+        replies=[ReplyOut(type=r.type, text=r.text) for r in outcome.replies],
+        state=outcome.state,
+        order=order_out(outcome.order) if outcome.order is not None else None,
+    ).model_dump(mode="json")
+
+
+# -- reading the body ------------------------------------------------------------------------
+
+
+async def _read(request: Request, state: HttpState) -> _Parsed:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _read_form(request, state)
+    if content_type in ("application/json", "") or content_type.endswith("+json"):
+        return await _read_json(request, state)
+    raise UnsupportedMediaType(
+        f"send application/json or multipart/form-data, not {content_type or 'no body type'}"
+    )
+
+
+async def _read_json(request: Request, state: HttpState) -> _Parsed:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedJson("the body is not valid JSON") from None
+    try:
+        message = MessageIn.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation(exc.errors())) from None
+    event: Event
+    if message.image is not None:
+        data = decode_base64(message.image.data, state.app.settings.media.max_bytes)
+        event = await _image_event(data, message.text, state)
+    elif message.location is not None:
+        loc = message.location
+        event = LocationEvent(loc.latitude, loc.longitude, loc.label or (message.text or ""))
+    else:
+        event = TextEvent(message.text or "")
+    return _Parsed(user_id=message.user_id, message_id=message.message_id, event=event)
+
+
+async def _read_form(request: Request, state: HttpState) -> _Parsed:
+    max_bytes = state.app.settings.media.max_bytes
+    async with request.form(max_files=1, max_fields=16) as form:
+        fields: dict[str, Any] = {}
+        upload: UploadFile | None = None
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name != "image":
+                    raise InvalidRequest(f"{name}: unexpected file; send the photo as 'image'")
+                upload = value
+            elif name in _FormFields.model_fields:
+                fields[name] = value or None
+        try:
+            parsed = _FormFields.model_validate(fields)
+        except ValidationError as exc:
+            raise InvalidRequest(describe_validation(exc.errors())) from None
+        data = await upload.read(max_bytes + 1) if upload is not None else None
+    event: Event
+    if data is not None:
+        if len(data) > max_bytes:
+            raise ImageTooLarge(f"the image is larger than {max_bytes} bytes")
+        event = await _image_event(data, parsed.text, state)
+    elif parsed.latitude is not None or parsed.longitude is not None:
+        if parsed.latitude is None or parsed.longitude is None:
+            raise InvalidRequest("a location needs both latitude and longitude")
+        label = parsed.label or parsed.text or ""
+        event = LocationEvent(parsed.latitude, parsed.longitude, label)
+    elif parsed.text is not None:
+        event = TextEvent(parsed.text)
+    else:
+        raise InvalidRequest("at least one of text, image or location is required")
+    return _Parsed(user_id=parsed.user_id, message_id=parsed.message_id, event=event)
+
+
+async def _image_event(data: bytes, caption: str | None, state: HttpState) -> ImageEvent:
+    """Validate the image here, so a bad one is a 4xx rather than a reply (the media store
+    validates again when the dialogue stores it)."""
+    info = await check_image(data, state.app.settings.media.max_bytes)
+    return ImageEvent(data, mime=info.mime, caption=caption or "")

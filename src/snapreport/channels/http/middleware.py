@@ -1,0 +1,118 @@
+"""The request context middleware (pure ASGI, so it adds no task or buffering per request).
+
+For every HTTP request it: takes the ``X-Request-ID`` header (or makes one) and echoes it in the
+response; binds it to the log context; refuses a body larger than the cap with 413, from the
+declared ``Content-Length`` before reading anything or, for a streamed body, as soon as the
+limit is passed; and logs one access line and observes the request's duration when it ends.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Final
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from snapreport.channels.http.errors import RequestTooLarge, error_response
+from snapreport.logs import get_logger
+from snapreport.metrics import Metrics
+
+log = get_logger("snapreport.http")
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class RequestContext:
+    """See the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), id_header]}
+            await send(message)
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > self.max_body_bytes:
+                response = error_response(
+                    413,
+                    RequestTooLarge.code,
+                    f"the body has {declared} bytes; the limit is {self.max_body_bytes}",
+                    {"Connection": "close"},
+                )
+                self.metrics.errors.labels(RequestTooLarge.code).inc()
+                await response(scope, receive, send_with_id)
+                return
+            await self.app(scope, self._capped(receive), send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(scope["method"], str(status)).observe(elapsed)
+            path = scope.get("path", "")
+            if path not in _QUIET_PATHS or status >= 400:
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=path,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    user_id=scope.get("state", {}).get("user_id"),
+                )
+            structlog.contextvars.clear_contextvars()
+
+    def _capped(self, receive: Receive) -> Receive:
+        limit = self.max_body_bytes
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # raised inside the endpoint's body read: the error handlers answer 413
+                    raise RequestTooLarge(f"the body is larger than {limit} bytes")
+            return message
+
+        return capped
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,182 @@
+"""Request and response bodies of the HTTP API, with the field names of the API contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+USER_ID_PATTERN: Final = r"^[A-Za-z0-9_.@:-]{1,64}$"
+MESSAGE_ID_PATTERN: Final = r"^[!-~]{1,128}$"  # visible ASCII: uuids, WeCom MsgIds, ...
+MAX_TEXT_CHARS: Final = 2000
+MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024
+# base64 of MAX_IMAGE_BYTES, plus room for a data: URL prefix
+MAX_IMAGE_BASE64_CHARS: Final = 4 * -(-MAX_IMAGE_BYTES // 3) + 64
+MAX_LABEL_CHARS: Final = 200
+
+State = Literal["idle", "waiting_location", "waiting_confirm", "waiting_close_photo"]
+
+
+class ImageIn(BaseModel):
+    """A photo as base64 (a ``data:`` URL is accepted too); the bytes decide its type."""
+
+    data: str = Field(min_length=1, max_length=MAX_IMAGE_BASE64_CHARS)
+    mime: str | None = Field(None, max_length=100, examples=["image/jpeg"])
+
+
+class LocationIn(BaseModel):
+    latitude: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    longitude: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    label: str = Field("", max_length=MAX_LABEL_CHARS)
+
+
+class MessageIn(BaseModel):
+    """One user message: at least one of ``text``, ``image`` and ``location``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user_id": "zhangsan", "message_id": "m-1", "text": "3号楼东侧楼梯间"}]
+        }
+    )
+
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    message_id: str | None = Field(None, pattern=MESSAGE_ID_PATTERN)
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    image: ImageIn | None = None
+    location: LocationIn | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MessageIn:
+        if self.text is None and self.image is None and self.location is None:
+            raise ValueError("at least one of text, image or location is required")
+        return self
+
+
+class MessageForm(BaseModel):
+    """The multipart/form-data form of a message (documentation only; parsed by hand)."""
+
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    message_id: str | None = Field(None, pattern=MESSAGE_ID_PATTERN)
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    image: bytes | None = Field(None, json_schema_extra={"format": "binary"})
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    label: str | None = Field(None, max_length=MAX_LABEL_CHARS)
+
+
+class ReplyOut(BaseModel):
+    type: str = "text"
+    text: str
+
+
+class OrderOut(BaseModel):
+    number: str
+    status: Literal["open", "closed"]
+    alarm_type: str
+    location: str
+    description: str
+    reporter: str
+    assignee: str | None
+    created_at: datetime
+    closed_at: datetime | None
+    close_verified: bool | None
+    forced: bool
+    closed_by: str | None = None
+    close_note: str | None = None
+    image_key: str | None = None
+    close_image_key: str | None = None
+    image_url: str | None = None
+
+
+class MessageOut(BaseModel):
+    message_id: str | None
+    duplicate: bool = False
+    replies: list[ReplyOut]
+    state: State
+    order: OrderOut | None = None
+
+
+class OrderEventOut(BaseModel):
+    kind: str
+    actor: str
+    detail: str
+    at: datetime
+
+
+class OrderDetail(OrderOut):
+    events: list[OrderEventOut]
+
+
+class OrderList(BaseModel):
+    orders: list[OrderOut]
+
+
+class NewOrderIn(BaseModel):
+    """An order raised by an external alarm system."""
+
+    alarm_type: str = Field(min_length=1, max_length=64)
+    description: str = Field("", max_length=MAX_TEXT_CHARS)
+    location: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+    assignee: str | None = Field(None, pattern=USER_ID_PATTERN)
+    reporter: str = Field("alarm-system", pattern=USER_ID_PATTERN)
+    image: ImageIn | None = None
+
+
+class SessionSummary(BaseModel):
+    user_id: str
+    state: State
+    turns: int
+    updated_at: float
+    expires_in: float
+
+
+class SessionPageOut(BaseModel):
+    active: int
+    sessions: list[SessionSummary]
+    next_cursor: str | None
+
+
+class HistoryMessageOut(BaseModel):
+    role: Literal["user", "assistant"]
+    text: str
+    images: list[str]
+
+
+class SessionDetail(BaseModel):
+    user_id: str
+    state: State
+    slots: dict[str, Any]
+    history: list[HistoryMessageOut]
+    version: int
+    updated_at: float
+    expires_in: float
+    expired: bool
+
+
+class SessionCleared(BaseModel):
+    user_id: str
+    cleared: bool
+
+
+class UserSession(BaseModel):
+    state: State
+    expires_in: float | None
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]

@@ -1,0 +1,35 @@
+"""What the HTTP endpoints share, built once by the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from snapreport.bootstrap import App
+from snapreport.channels.http.idempotency import Idempotency, RateLimiter
+from snapreport.errors import Unavailable
+from snapreport.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class HttpState:
+    """The application (engine, ports, assistant) plus the HTTP layer's own helpers."""
+
+    app: App
+    metrics: Metrics
+    clock: Callable[[], float]
+    idempotency: Idempotency
+    limiter: RateLimiter
+
+
+def get_state(request: Request) -> HttpState:
+    state: HttpState | None = getattr(request.app.state, "http", None)
+    if state is None:
+        raise Unavailable("the service is starting or stopping")
+    return state
+
+
+State = Annotated[HttpState, Depends(get_state)]

@@ -1,0 +1,75 @@
+"""User endpoints for the web page (API token): a user's orders, their photos, their session.
+
+A user may fetch only the photos of their own orders (reported by or assigned to them) and
+those their live session refers to; any other key answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import Response
+
+from snapreport.channels.http.auth import require_api
+from snapreport.channels.http.render import order_out, session_media_keys, user_media_url
+from snapreport.channels.http.schemas import USER_ID_PATTERN, ErrorOut, OrderList, UserSession
+from snapreport.channels.http.state import HttpState, State
+from snapreport.errors import MediaNotFound
+from snapreport.media.validation import check_key
+
+router = APIRouter(dependencies=[Depends(require_api)], tags=["users"])
+
+UserId = Annotated[str, Path(pattern=USER_ID_PATTERN)]
+MediaKey = Annotated[str, Path(min_length=1, max_length=100)]
+MAX_ORDERS = 1000
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503)
+}
+
+
+@router.get("/api/v1/users/{user_id}/orders", response_model=OrderList, responses=_ERRORS)
+async def user_orders(user_id: UserId, state: State) -> OrderList:
+    """The user's orders (reported by or assigned to them), newest first."""
+    orders = await state.app.orders.list(user_id=user_id, limit=MAX_ORDERS)
+    return OrderList(
+        orders=[
+            order_out(o, image_url=user_media_url(user_id, o.image_key) if o.image_key else None)
+            for o in orders
+        ]
+    )
+
+
+@router.get(
+    "/api/v1/users/{user_id}/media/{key:path}",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}}, **_ERRORS},
+)
+async def user_media(user_id: UserId, key: MediaKey, state: State) -> Response:
+    """A photo of one of the user's orders or of their live session."""
+    check_key(key)
+    if not await _may_see(state, user_id, key):
+        raise MediaNotFound(f"no photo {key!r} for user {user_id!r}")
+    data, mime = await state.app.media.get(key)
+    return Response(data, media_type=mime, headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/api/v1/users/{user_id}/session", response_model=UserSession, responses=_ERRORS)
+async def user_session(user_id: UserId, state: State) -> UserSession:
+    """The user's dialogue state and the seconds until their session expires (idle if none)."""
+    engine = state.app.engine
+    info = await engine.peek(user_id)
+    if info is None or info.expired:
+        return UserSession(state="idle", expires_in=None)
+    return UserSession(
+        state=info.session.state, expires_in=max(0.0, info.expires_at - engine.now())
+    )
+
+
+async def _may_see(state: HttpState, user_id: str, key: str) -> bool:
+    info = await state.app.engine.peek(user_id)
+    if info is not None and not info.expired and key in session_media_keys(info.session):
+        return True
+    orders = await state.app.orders.list(user_id=user_id, limit=MAX_ORDERS)
+    return any(key in (o.image_key, o.close_image_key) for o in orders)

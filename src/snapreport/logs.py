@@ -1,0 +1,138 @@
+"""Structured logs: JSON lines when the output is not a terminal, readable lines when it is.
+
+Request handlers bind ``request_id`` and ``user_id`` to the context (structlog contextvars);
+every line logged while the request runs carries them. A redaction step runs last before
+rendering: values under secret-looking keys are masked and long byte strings or base64-like
+text are replaced by their length, so neither image bytes nor tokens reach a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+SECRET_KEYS: Final = frozenset(
+    {
+        "authorization",
+        "token",
+        "api_token",
+        "admin_token",
+        "api_key",
+        "secret",
+        "password",
+        "encoding_aes_key",
+        "access_key_id",
+        "secret_access_key",
+        "cookie",
+    }
+)
+BULKY_KEYS: Final = frozenset({"image", "data", "body", "content"})
+MAX_VALUE_CHARS: Final = 500
+_BASE64ISH: Final = re.compile(r"[A-Za-z0-9+/=_-]{200,}")
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    lowered = key.lower()
+    if lowered in SECRET_KEYS or lowered.endswith(("_token", "_secret", "_key")):
+        return "[redacted]"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, str):
+        if lowered in BULKY_KEYS and len(value) > 64:
+            return f"<{len(value)} chars>"
+        value = _BASE64ISH.sub(lambda m: f"<{len(m.group())} chars>", value)
+        if len(value) > MAX_VALUE_CHARS:
+            return value[:MAX_VALUE_CHARS] + f"…<{len(value)} chars>"
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _redact_value(str(k), v) for k, v in value.items()}
+    return value
+
+
+def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """A structlog processor: no secrets, no image bytes, no huge values."""
+    return {key: _redact_value(key, value) for key, value in event_dict.items()}
+
+
+def configure_logging(
+    level: str = "INFO", *, json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """Configure structlog (and route the standard library's logging through it).
+
+    ``json`` defaults to "not a terminal". Safe to call again (tests do, with a ``stream``).
+    """
+    out = stream if stream is not None else sys.stdout
+    if json is None:
+        json = not out.isatty()
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    # the standard library's records (uvicorn, libraries) go through the same renderer
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric)
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """A uvicorn ``log_config`` that leaves its loggers to the root handler set up above."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger named ``name``."""
+    return structlog.get_logger(name)
+
+
+def bind(**values: Any) -> None:
+    """Bind values to every log line of the current request (or task)."""
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def context() -> MutableMapping[str, Any]:
+    return structlog.contextvars.get_contextvars()

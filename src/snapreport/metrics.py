@@ -1,0 +1,189 @@
+"""Prometheus metrics, one ``CollectorRegistry`` per application (never the global one).
+
+``Metrics`` holds the instruments; ``TimedVision`` and ``ObservedSessionStore`` are small
+decorators that bootstrap wraps around the vision port and the session store, so the core code
+knows nothing of metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from snapreport.errors import SessionBusy
+from snapreport.session.history import Message
+from snapreport.session.stores.base import Lease, SessionPage, SessionStore
+from snapreport.vision.base import Analysis, Image, Verification, VisionModel
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """The instruments of one application, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.active_sessions = Gauge(
+            "snapreport_active_sessions", "Sessions not yet expired (read at scrape).", registry=r
+        )
+        self.turns = Counter(
+            "snapreport_turns", "Messages handled, by the state after them.", ["state"], registry=r
+        )
+        self.duplicates = Counter(
+            "snapreport_duplicate_messages",
+            "Repeated message ids answered from memory.",
+            registry=r,
+        )
+        self.expirations_noticed = Counter(
+            "snapreport_expirations_noticed",
+            "Sessions found expired while a report or close was pending.",
+            registry=r,
+        )
+        self.lock_wait = Histogram(
+            "snapreport_lock_wait_seconds",
+            "Time spent taking a user's session lock.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.session_busy = Counter(
+            "snapreport_session_busy", "Lock waits that ran out (SessionBusy).", registry=r
+        )
+        self.vlm_latency = Histogram(
+            "snapreport_vlm_seconds",
+            "Vision model calls, by operation and outcome.",
+            ["operation", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "snapreport_errors", "Error answers, by error code.", ["code"], registry=r
+        )
+        self.requests = Histogram(
+            "snapreport_http_request_seconds",
+            "HTTP requests, by method and status.",
+            ["method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class TimedVision:
+    """A ``VisionModel`` that times every call of the one it wraps."""
+
+    def __init__(self, inner: VisionModel, metrics: Metrics) -> None:
+        self._inner = inner
+        self._histogram = metrics.vlm_latency
+
+    @property
+    def inner(self) -> VisionModel:
+        return self._inner
+
+    @property
+    def enabled(self) -> bool:
+        return self._inner.enabled
+
+    async def analyze(self, image: Image, catalog: Sequence[str], *, language: str) -> Analysis:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._inner.analyze(image, catalog, language=language)
+            outcome = "ok"
+            return result
+        finally:
+            self._observe("analyze", outcome, started)
+
+    async def verify_close(
+        self, original: Image, close: Image, *, description: str, language: str
+    ) -> Verification:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._inner.verify_close(
+                original, close, description=description, language=language
+            )
+            outcome = "ok"
+            return result
+        finally:
+            self._observe("verify_close", outcome, started)
+
+    async def chat(
+        self, messages: Sequence[Message], images: Mapping[str, Image], *, language: str
+    ) -> str:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._inner.chat(messages, images, language=language)
+            outcome = "ok"
+            return result
+        finally:
+            self._observe("chat", outcome, started)
+
+    def _observe(self, operation: str, outcome: str, started: float) -> None:
+        if self._inner.enabled:  # the manual mode answers instantly: not a model latency
+            self._histogram.labels(operation, outcome).observe(time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+ExpiryCheck = Callable[[str, bytes], bool]
+
+
+class ObservedSessionStore:
+    """A ``SessionStore`` that measures lock waits and notices pending sessions that expired.
+
+    ``expiry_check`` (set once the engine exists) tells whether a loaded blob is a session
+    that expired while a report or close was pending; the engine will notice it in this turn.
+    """
+
+    def __init__(self, inner: SessionStore, metrics: Metrics) -> None:
+        self.inner = inner
+        self._metrics = metrics
+        self.expiry_check: ExpiryCheck | None = None
+
+    async def acquire(self, user_id: str, *, timeout: float) -> Lease:  # noqa: ASYNC109
+        started = time.perf_counter()
+        try:
+            lease = await self.inner.acquire(user_id, timeout=timeout)
+        except SessionBusy:
+            self._metrics.session_busy.inc()
+            raise
+        finally:
+            self._metrics.lock_wait.observe(time.perf_counter() - started)
+        check = self.expiry_check
+        if lease.blob is not None and check is not None and check(user_id, lease.blob):
+            self._metrics.expirations_noticed.inc()
+        return lease
+
+    async def commit(
+        self, lease: Lease, blob: bytes | None, *, expires_at: float, keep_until: float
+    ) -> None:
+        await self.inner.commit(lease, blob, expires_at=expires_at, keep_until=keep_until)
+
+    async def release(self, lease: Lease) -> None:
+        await self.inner.release(lease)
+
+    async def load(self, user_id: str) -> bytes | None:
+        return await self.inner.load(user_id)
+
+    async def count_active(self, now: float) -> int:
+        return await self.inner.count_active(now)
+
+    async def page_active(self, now: float, cursor: str | None, limit: int) -> SessionPage:
+        return await self.inner.page_active(now, cursor, limit)
+
+    async def purge_expired(self, now: float, limit: int) -> int:
+        return await self.inner.purge_expired(now, limit)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
