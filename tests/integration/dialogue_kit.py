@@ -132,7 +132,9 @@ class Kit:
     async def reach(self, state: State, user: str = USER) -> Order | None:
         """Bring ``user`` into ``state`` the way a user would; the order being closed, if any."""
         order = None
-        if state == "waiting_location":
+        if state == "idle":
+            await self.text("你好", user)
+        elif state == "waiting_location":
             await self.photo(user=user)
         elif state == "waiting_confirm":
             await self.photo(user=user)
