@@ -34,6 +34,7 @@ SECRET_KEYS: Final = frozenset(
 )
 BULKY_KEYS: Final = frozenset({"image", "data", "body", "content"})
 MAX_VALUE_CHARS: Final = 500
+NOISY_LOGGERS: Final = ("alembic", "botocore", "boto3", "urllib3", "aiosqlite", "httpx")
 _BASE64ISH: Final = re.compile(r"[A-Za-z0-9+/=_-]{200,}")
 
 
@@ -98,7 +99,7 @@ def configure_logging(
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 redact,
@@ -109,6 +110,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric)
+    for noisy in NOISY_LOGGERS:  # their INFO lines say nothing an operator needs
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 
 def uvicorn_log_config() -> dict[str, Any]:
