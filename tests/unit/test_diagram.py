@@ -17,7 +17,7 @@ def test_docs_dialogue_shows_the_current_diagram() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert diagram.render_doc(text) == text, (
         "docs/dialogue.md is out of date with the transition table; regenerate it with "
-        f"`{diagram.REGENERATE_COMMAND}` (or `snapreport diagram --write`)"
+        f"`{diagram.REGENERATE_COMMAND}`"
     )
 
 

@@ -27,6 +27,7 @@ MAX_LOCATION_CHARS: Final = 200
 # slots are capped at 4000 characters; model output and external orders are cut well below
 MAX_DESCRIPTION_CHARS: Final = 1000
 MAX_LIST_ITEMS: Final = 10
+MAX_ECHO_CHARS: Final = 40  # what a user typed is echoed back at most this long
 
 
 @dataclass(frozen=True, slots=True)

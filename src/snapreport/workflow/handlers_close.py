@@ -21,6 +21,7 @@ from snapreport.vision.base import Image, Verification
 from snapreport.workflow.commands import pick_choice
 from snapreport.workflow.handlers_base import (
     MAX_DESCRIPTION_CHARS,
+    MAX_ECHO_CHARS,
     MAX_LIST_ITEMS,
     MAX_LOCATION_CHARS,
     Context,
@@ -29,8 +30,6 @@ from snapreport.workflow.handlers_base import (
     fit,
     log,
 )
-
-MAX_NUMBER_ECHO = 40  # an unknown "order number" is echoed back at most this long
 
 
 async def start_close(ctx: Context) -> Step:
@@ -52,7 +51,7 @@ async def start_close(ctx: Context) -> Step:
             index=i,
             number=order.number,
             alarm_type=order.alarm_type,
-            location=fit(order.location, 40),
+            location=fit(order.location, MAX_ECHO_CHARS),
         )
         for i, order in enumerate(shown, 1)
     ]
@@ -70,7 +69,7 @@ async def choose_order(ctx: Context) -> Step:
 
 
 async def _open_close(ctx: Context, number: str) -> Step:
-    echo = fit(number, MAX_NUMBER_ECHO)
+    echo = fit(number, MAX_ECHO_CHARS)
     try:
         order = await ctx.services.orders.check_can_close(number, ctx.user_id)
     except (OrderNotFound, InvalidInput):

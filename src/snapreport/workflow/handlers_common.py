@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from snapreport.errors import MediaNotFound, VisionUnavailable
+from snapreport.errors import MediaNotFound, MediaUnavailable, VisionUnavailable
 from snapreport.orders.base import Order
 from snapreport.session.history import IMAGE_PLACEHOLDER, Message, Part, TextPart
 from snapreport.vision.base import Image
-from snapreport.workflow.handlers_base import Context, Step, fit, log
+from snapreport.workflow.handlers_base import MAX_ECHO_CHARS, Context, Step, fit, log
 
 MAX_CHAT_CHARS = 1000
 MAX_ORDERS_LISTED = 20
@@ -66,7 +66,7 @@ def _order_list(ctx: Context, orders: Sequence[Order]) -> str:
                 index=i,
                 number=order.number,
                 alarm_type=order.alarm_type,
-                location=fit(order.location, 40),
+                location=fit(order.location, MAX_ECHO_CHARS),
                 role=ctx.say(role),
             )
         )
@@ -103,7 +103,8 @@ async def _vision_view(ctx: Context) -> tuple[list[Message], dict[str, Image]]:
     for key in {part.key for message in messages for part in message.images}:
         try:
             data, mime = await ctx.services.media.get(key)
-        except MediaNotFound:
+        except (MediaNotFound, MediaUnavailable):
+            # small talk goes on without the photo rather than failing the message
             missing.add(key)
             continue
         images[key] = Image(data, mime)

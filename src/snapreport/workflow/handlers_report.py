@@ -6,7 +6,15 @@ from snapreport.orders.base import NewReport
 from snapreport.session.model import Slots
 from snapreport.vision.base import UNCLASSIFIED
 from snapreport.workflow.commands import fold
-from snapreport.workflow.handlers_base import Context, Step, analyse, check_location, summary
+from snapreport.workflow.handlers_base import (
+    MAX_ECHO_CHARS,
+    Context,
+    Step,
+    analyse,
+    check_location,
+    fit,
+    summary,
+)
 
 
 async def start_report(ctx: Context) -> Step:
@@ -78,7 +86,8 @@ async def correct_type(ctx: Context) -> Step:
             ctx.say("type.item", index=i, name=name) for i, name in enumerate(catalog, 1)
         )
         key = "type.unknown" if ctx.arg else "type.choose"
-        return Step(ctx.state, ("\n".join([ctx.say(key, value=ctx.arg), listing]),))
+        heading = ctx.say(key, value=fit(ctx.arg, MAX_ECHO_CHARS))
+        return Step(ctx.state, ("\n".join([heading, listing]),))
     ctx.slots.alarm_type = chosen
     updated = ctx.say("type.updated", alarm_type=chosen)
     if ctx.state == "waiting_confirm":

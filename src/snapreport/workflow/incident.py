@@ -222,10 +222,9 @@ class IncidentAssistant:
 
     async def _receive_image(self, event: ImageEvent) -> _Incoming:
         caption = self._check_text(event.caption)
+        data = bytes(event.data)
         try:
-            stored = await self._services.media.put_image(
-                bytes(event.data), declared_mime=event.mime
-            )
+            stored = await self._services.media.put_image(data, declared_mime=event.mime)
         except InvalidImage as exc:
             raise Rejected(self._image_refusal(exc)) from None
         image = ImagePart(stored.key, stored.mime, stored.size, stored.width, stored.height)
