@@ -442,6 +442,28 @@ async def test_chat_image_missing_from_images_becomes_text(
     assert "English" in request["messages"][0]["content"]
 
 
+async def test_chat_goes_on_without_a_broken_photo(
+    vision: OpenAICompatVision, fake_vlm: FakeVLM
+) -> None:
+    messages = _history_with_photos(1).for_vision()
+    key = messages[0].images[0].key
+    broken = Image(b"\xff\xd8\xff broken", "image/jpeg")
+    assert await vision.chat(messages, {key: broken}, language="zh-CN") == fake_vlm.default_chat
+    [request] = fake_vlm.requests
+    assert request.image_count == 0
+    assert "[图片不可用]" in request.texts
+
+
+async def test_bad_base_url_scheme_is_unavailable_at_once(sleeps: SleepRecorder) -> None:
+    vision = OpenAICompatVision(
+        base_url="ftp://example.invalid/v1", api_key="k", model="m", sleep=sleeps
+    )
+    with pytest.raises(VisionUnavailable, match="not http"):
+        await vision.analyze(photo(), CATALOG, language="en")
+    assert sleeps.delays == []
+    await vision.aclose()
+
+
 async def test_chat_string_answer_is_returned_trimmed(
     vision: OpenAICompatVision, fake_vlm: FakeVLM
 ) -> None:

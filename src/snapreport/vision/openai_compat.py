@@ -151,8 +151,18 @@ class OpenAICompatVision:
         if not messages:
             raise VisionUnavailable("there is no conversation to answer")
         wanted = list(dict.fromkeys(p.key for m in messages for p in m.images if p.key in images))
-        prepared_list = await asyncio.gather(*(self._prepare(images[k]) for k in wanted))
-        prepared = dict(zip(wanted, prepared_list, strict=True))
+        results = await asyncio.gather(
+            *(self._prepare(images[k]) for k in wanted), return_exceptions=True
+        )
+        # small talk goes on without a photo that cannot be prepared (it becomes a placeholder)
+        prepared = {
+            key: result
+            for key, result in zip(wanted, results, strict=True)
+            if isinstance(result, PreparedImage)
+        }
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, VisionUnavailable):
+                raise result
         payload: list[JSONObject] = [
             {"role": "system", "content": prompts.chat_system_prompt(language)}
         ]
@@ -206,6 +216,10 @@ class OpenAICompatVision:
                 log.warning("vision %s: no answer within %.1f s", purpose, self.timeout_seconds)
                 raise VisionUnavailable(
                     f"the vision model gave no answer within {self.timeout_seconds:g} s"
+                ) from exc
+            except httpx.UnsupportedProtocol as exc:
+                raise VisionUnavailable(
+                    f"the vision model's base URL is not http(s): {self.base_url!r}"
                 ) from exc
             except httpx.TransportError as exc:
                 if attempt >= self.max_retries:
