@@ -1,0 +1,261 @@
+"""``WeComChannel``: WeCom messages in, through the engine and the dialogue, replies out.
+
+The callback (``callback.py``) verifies, decrypts and parses a push, then hands it to
+``accept``, which deduplicates it (by MsgId, events by sender and time, in the shared
+key-value store) and schedules its handling in the background, so WeCom gets its answer at
+once. Handling turns the message into an ``Event`` (an image is fetched with media/get first),
+runs one dialogue turn, joins the turn's replies into ONE message and sends it with
+message/send, paced per member. One member's messages are handled one at a time, in the order
+they arrived at this worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Final
+
+import httpx
+
+from snapreport.bootstrap import App, sqlite_session_path
+from snapreport.channels.wecom.client import WeComClient
+from snapreport.channels.wecom.crypto import WeComCrypto
+from snapreport.channels.wecom.expiry import DEFAULT_POLL_SECONDS, ExpiryNotifier
+from snapreport.channels.wecom.expiry_timers import (
+    ExpiryTimers,
+    MemoryExpiryTimers,
+    RedisExpiryTimers,
+    SqliteExpiryTimers,
+)
+from snapreport.channels.wecom.messages import (
+    EventMessage,
+    ImageMessage,
+    LocationMessage,
+    Message,
+    OtherMessage,
+    TextMessage,
+)
+from snapreport.channels.wecom.pacing import SendPacer
+from snapreport.channels.wecom.texts import say
+from snapreport.config import Settings
+from snapreport.errors import (
+    ConfigurationError,
+    ImageTooLarge,
+    InvalidImage,
+    MediaNotFound,
+    SnapreportError,
+    WeComUnavailable,
+)
+from snapreport.workflow.events import Event, ImageEvent, LocationEvent, TextEvent
+
+log = logging.getLogger(__name__)
+
+# WeCom retries a push for seconds; a day also covers a replay of an old, validly signed one
+DEDUPE_TTL_SECONDS: Final = 86_400.0
+DEFAULT_DRAIN_SECONDS: Final = 15.0
+REPLY_SEPARATOR: Final = "\n\n"
+
+
+def build_expiry_timers(settings: Settings) -> ExpiryTimers:
+    """Timers on the session store's backend: the same Redis, the same SQLite file, or memory."""
+    session = settings.session
+    if session.backend == "redis":
+        if not session.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError("SNAPREPORT_SESSION__URL must be a redis:// URL for redis")
+        return RedisExpiryTimers.from_url(session.url, prefix=session.key_prefix)
+    if session.backend == "sqlite":
+        return SqliteExpiryTimers(sqlite_session_path(settings))
+    return MemoryExpiryTimers()
+
+
+class _UserLocks:
+    """One asyncio.Lock per member with work in flight; dropped when nobody holds or waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, user_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(user_id) or (asyncio.Lock(), 0)
+        self._locks[user_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[user_id]
+            if users == 1:
+                del self._locks[user_id]
+            else:
+                self._locks[user_id] = (lock, users - 1)
+
+
+class WeComChannel:
+    """The WeCom self-built application channel of one running app (one per worker)."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        crypto: WeComCrypto,
+        client: WeComClient,
+        timers: ExpiryTimers,
+        pacer: SendPacer,
+        poll_seconds: float = DEFAULT_POLL_SECONDS,
+        drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+    ) -> None:
+        self.app = app
+        self.crypto = crypto
+        self.client = client
+        self._timers = timers
+        self._pacer = pacer
+        self._drain_seconds = drain_seconds
+        self._dedupe_prefix = f"wecom:seen:{app.settings.wecom.corp_id}:"
+        self._language = app.settings.language
+        self.notifier = ExpiryNotifier(
+            timers,
+            app.engine,
+            self.send_text,
+            language=self._language,
+            poll_seconds=poll_seconds,
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks = _UserLocks()
+        self._poller: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @classmethod
+    async def start(
+        cls,
+        app: App,
+        *,
+        poll_seconds: float = DEFAULT_POLL_SECONDS,
+        drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+        http: httpx.AsyncClient | None = None,
+    ) -> WeComChannel:
+        """Build the channel from ``app.settings.wecom`` and start its expiry poller."""
+        w = app.settings.wecom
+        missing = [
+            name
+            for name, value in (
+                ("CORP_ID", w.corp_id),
+                ("AGENT_ID", w.agent_id),
+                ("SECRET", w.secret.get_secret_value()),
+                ("TOKEN", w.token.get_secret_value()),
+                ("ENCODING_AES_KEY", w.encoding_aes_key.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            names = ", ".join(f"SNAPREPORT_WECOM__{name}" for name in missing)
+            raise ConfigurationError(f"the WeCom channel needs {names}")
+        crypto = WeComCrypto(
+            w.token.get_secret_value(), w.encoding_aes_key.get_secret_value(), w.corp_id
+        )
+        client = WeComClient(
+            corp_id=w.corp_id,
+            agent_id=w.agent_id,
+            secret=w.secret.get_secret_value(),
+            kv=app.kv,
+            base_url=w.api_base_url,
+            http=http,
+        )
+        timers = build_expiry_timers(app.settings)
+        pacer = SendPacer(app.kv, prefix=f"wecom:pace:{w.corp_id}:{w.agent_id}")
+        channel = cls(
+            app,
+            crypto=crypto,
+            client=client,
+            timers=timers,
+            pacer=pacer,
+            poll_seconds=poll_seconds,
+            drain_seconds=drain_seconds,
+        )
+        channel._poller = asyncio.create_task(channel.notifier.run(), name="wecom-expiry")
+        return channel
+
+    async def aclose(self) -> None:
+        """Stop polling, let messages in flight finish (up to the drain time), close clients."""
+        self._closing = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._poller
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self._drain_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("WeCom: %d messages were cut off at shutdown", len(pending))
+                await asyncio.wait(pending)
+        await self.client.aclose()
+        await self._timers.aclose()
+
+    async def accept(self, message: Message) -> bool:
+        """Schedule ``message`` unless it was seen before; False for a duplicate."""
+        if self._closing:
+            # not yet marked as seen, so WeCom's retry can reach a worker that is up
+            raise WeComUnavailable("the WeCom channel is shutting down")
+        key = self._dedupe_prefix + message.header.dedupe_key
+        if not await self.app.kv.set_if_absent(key, b"1", ttl_seconds=DEDUPE_TTL_SECONDS):
+            log.info("WeCom: ignored a repeated push (%s)", message.header.msg_type)
+            return False
+        task = asyncio.create_task(self._handle(message), name="wecom-message")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def send_text(self, user_id: str, text: str) -> None:
+        """One message to one member, within WeCom's per-member rate."""
+        await self._pacer.acquire(user_id)
+        await self.client.send_text(user_id, text)
+
+    async def _handle(self, message: Message) -> None:
+        user_id = message.header.from_user_name
+        async with self._locks.hold(user_id):
+            try:
+                text = await self._answer(message)
+            except SnapreportError as exc:
+                log.warning("WeCom: a %s message failed: %s", message.header.msg_type, exc.code)
+                text = say(self._language, "busy")
+            except Exception:
+                log.exception("WeCom: a %s message failed", message.header.msg_type)
+                text = say(self._language, "busy")
+            if not text:
+                return
+            try:
+                await self.send_text(user_id, text)
+            except SnapreportError as exc:
+                log.warning("WeCom: the reply could not be sent: %s", exc.message)
+
+    async def _answer(self, message: Message) -> str | None:
+        """The text to send back for ``message`` (None: nothing to say)."""
+        if isinstance(message, EventMessage):
+            return None  # entering the app, menu clicks...: not something the user said
+        if isinstance(message, OtherMessage):
+            return say(self._language, "unsupported")
+        event = await self._event(message)
+        if isinstance(event, str):
+            return event
+        user_id = message.header.from_user_name
+        outcome = await self.app.assistant.handle(user_id, event)
+        await self.notifier.after_turn(user_id, outcome.state)
+        return REPLY_SEPARATOR.join(reply.text for reply in outcome.replies) or None
+
+    async def _event(self, message: TextMessage | ImageMessage | LocationMessage) -> Event | str:
+        """The dialogue event for ``message``, or the reply when the photo cannot be had."""
+        if isinstance(message, TextMessage):
+            return TextEvent(message.content)
+        if isinstance(message, LocationMessage):
+            return LocationEvent(message.latitude, message.longitude, message.label)
+        try:
+            data, mime = await self.client.media_get(message.media_id)
+        except ImageTooLarge:
+            return say(self._language, "image.too_large")
+        except InvalidImage:
+            return say(self._language, "image.unsupported")
+        except (MediaNotFound, WeComUnavailable) as exc:
+            log.warning("WeCom: media/get failed: %s", exc.message)
+            return say(self._language, "image.unavailable")
+        return ImageEvent(data, mime)

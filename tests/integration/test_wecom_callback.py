@@ -1,0 +1,347 @@
+"""``/wecom/callback`` end to end: a real server, pushes signed and encrypted like WeCom's, and
+the fake WeCom API receiving the replies."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from snapreport.channels.http.app import create_app
+from tests.harness.fake_vlm import FakeVLM
+from tests.harness.fake_wecom import (
+    TEST_CORP_ID,
+    FakeWeCom,
+    WeComPusher,
+    raw_seal,
+    wecom_settings,
+)
+from tests.integration.live_server import live_server
+
+USER = "zhangsan"
+HELP_MARK = "发送一张现场照片"  # in the idle help text
+NOTHING_PENDING = "当前没有进行中的上报或结单"
+
+
+def jpeg(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server(tmp_path: Path, fake_wecom: FakeWeCom) -> Iterator[WeComPusher]:
+    """The service (the HTTP app, WeCom enabled, manual vision), and a pusher aimed at its
+    callback."""
+    settings = wecom_settings(tmp_path, fake_wecom.url)
+    with live_server(create_app(settings)) as url:
+        pusher = WeComPusher(f"{url}/wecom/callback")
+        try:
+            yield pusher
+        finally:
+            pusher.close()
+
+
+def accepted(response: Any) -> None:
+    assert response.status_code == 200, response.text
+    assert response.content == b""
+
+
+# -- the URL check --------------------------------------------------------------------------
+
+
+def test_url_check_answers_the_plaintext_alone(server: WeComPusher) -> None:
+    response = server.url_check("1288432023552776189")
+    assert response.status_code == 200
+    assert response.content == b"1288432023552776189"
+
+
+def test_url_check_restores_plus_signs_turned_into_spaces(server: WeComPusher) -> None:
+    for attempt in range(20):  # enough tries that some echostr holds a "+"
+        response = server.url_check(f"echo-{attempt}", raw_query=True)
+        assert response.status_code == 200
+        assert response.content == f"echo-{attempt}".encode()
+
+
+def test_url_check_with_a_bad_signature_is_refused(server: WeComPusher) -> None:
+    response = server.url_check("12345", signature="0" * 40)
+    assert response.status_code == 403
+    assert b"12345" not in response.content
+
+
+def test_url_check_answers_within_a_second(server: WeComPusher) -> None:
+    started = time.monotonic()
+    response = server.url_check("42")
+    assert response.status_code == 200
+    assert time.monotonic() - started < 1.0
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+def test_text_is_answered_at_once_and_replied_by_message_send(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    accepted(server.push(server.text_xml(USER, "帮助")))
+    [message] = fake_wecom.wait_for_sent(1)
+    assert message["touser"] == USER
+    assert message["msgtype"] == "text"
+    assert message["agentid"] == 1000002
+    assert HELP_MARK in message["text"]["content"]
+    assert fake_wecom.gettoken_calls == 1
+
+
+def test_bad_signature_is_refused_and_nothing_is_handled(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    response = server.push(server.text_xml(USER, "取消"), signature="0" * 40)
+    assert response.status_code == 403
+    # the same member's messages are handled in order: had the refused one been handled, its
+    # reply would come first
+    accepted(server.push(server.text_xml(USER, "帮助")))
+    fake_wecom.wait_for_sent(1)
+    texts = fake_wecom.sent_texts()
+    assert len(texts) == 1
+    assert HELP_MARK in texts[0]
+    assert NOTHING_PENDING not in texts[0]
+
+
+def test_stale_timestamp_is_refused(server: WeComPusher) -> None:
+    sealed = server.crypto.encrypt(server.text_xml(USER, "帮助"))
+    timestamp, nonce = str(int(time.time()) - 3 * 86_400), "5"
+    response = server.http.post(
+        server.callback_url,
+        params={
+            "msg_signature": server.crypto.sign(timestamp, nonce, sealed),
+            "timestamp": timestamp,
+            "nonce": nonce,
+        },
+        content=f"<xml><Encrypt><![CDATA[{sealed}]]></Encrypt></xml>".encode(),
+    )
+    assert response.status_code == 403
+
+
+def envelope(msg: bytes, receive_id: bytes = TEST_CORP_ID.encode()) -> bytes:
+    return b"0123456789abcdef" + struct.pack(">I", len(msg)) + msg + receive_id
+
+
+def pkcs7(data: bytes) -> bytes:
+    pad = 32 - len(data) % 32
+    return data + bytes([pad]) * pad
+
+
+def _fill(body: bytes, minimum: int = 1) -> int:
+    fill = -len(body) % 32 or 32
+    return fill if fill >= minimum else fill + 32
+
+
+def other_receive_id(xml: bytes) -> str:
+    return raw_seal(pkcs7(envelope(xml, receive_id=b"ww0000000000000000")))
+
+
+def zero_padding(xml: bytes) -> str:
+    body = envelope(xml)
+    return raw_seal(body + b"\x00" * _fill(body))
+
+
+def inconsistent_padding(xml: bytes) -> str:
+    body = envelope(xml)
+    fill = _fill(body, minimum=2)
+    return raw_seal(body + b"\x07" * (fill - 1) + bytes([fill]))
+
+
+def corrupted_ciphertext(xml: bytes) -> str:
+    data = bytearray(base64.b64decode(raw_seal(pkcs7(envelope(xml)))))
+    data[-20] ^= 0x5A  # garbles the blocks that hold the receive id and the padding
+    return base64.b64encode(bytes(data)).decode()
+
+
+def truncated(xml: bytes) -> str:
+    return raw_seal(pkcs7(envelope(xml)))[:-8]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [other_receive_id, zero_padding, inconsistent_padding, corrupted_ciphertext, truncated],
+)
+def test_bad_envelopes_are_refused_even_when_signed(
+    server: WeComPusher, fake_wecom: FakeWeCom, make: Any
+) -> None:
+    sealed = make(server.text_xml(USER, "取消").encode())
+    response = server.push("", encrypt=sealed)  # signed over the bad envelope
+    assert response.status_code == 403
+    accepted(server.push(server.text_xml(USER, "帮助")))
+    fake_wecom.wait_for_sent(1)
+    assert len(fake_wecom.sent_texts()) == 1
+    assert HELP_MARK in fake_wecom.sent_texts()[0]
+
+
+def test_malformed_xml_is_refused(server: WeComPusher) -> None:
+    response = server.http.post(
+        server.callback_url,
+        params={"msg_signature": "x", "timestamp": "1", "nonce": "1"},
+        content=b"<xml><Encrypt>unterminated",
+    )
+    assert response.status_code == 400
+
+
+def test_the_same_msgid_three_times_makes_one_alarm(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    fake_wecom.add_media("photo-1", jpeg())
+    accepted(server.push(server.image_xml(USER, "photo-1")))
+    fake_wecom.wait_for_sent(1)
+    accepted(server.push(server.location_xml(USER, 23.1291, 113.2644, "3号楼东侧楼梯间")))
+    fake_wecom.wait_for_sent(2)
+    confirm = server.text_xml(USER, "确认")
+    for _ in range(3):
+        accepted(server.push(confirm))  # WeCom's retries: the very same push
+    fake_wecom.wait_for_sent(3)
+    accepted(server.push(server.text_xml(USER, "我的工单")))
+    sent = fake_wecom.wait_for_sent(4)
+    texts = [m["text"]["content"] for m in sent]
+    assert len(texts) == 4
+    assert "上报成功" in texts[2]
+    assert "您有 1 个未关闭的工单" in texts[3]
+
+
+def test_replies_of_one_turn_go_out_as_one_message(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    fake_wecom.add_media("photo-2", jpeg((10, 120, 10)))
+    accepted(server.push(server.image_xml(USER, "photo-2")))
+    fake_wecom.wait_for_sent(1)
+    accepted(server.push(server.text_xml(USER, "地下车库入口")))
+    fake_wecom.wait_for_sent(2)
+    # correcting the place at the confirmation is answered with two replies
+    accepted(server.push(server.text_xml(USER, "位置 地下车库出口")))
+    sent = fake_wecom.wait_for_sent(3)
+    assert len(sent) == 3
+    first, second = sent[2]["text"]["content"].split("\n\n", 1)
+    assert "位置已更新" in first
+    assert "请确认上报信息" in second
+    assert "地下车库出口" in second
+
+
+def test_location_while_waiting_for_it_moves_to_confirmation(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    fake_wecom.add_media("photo-3", jpeg())
+    accepted(server.push(server.image_xml(USER, "photo-3")))
+    fake_wecom.wait_for_sent(1)
+    accepted(server.push(server.location_xml(USER, 31.2304, 121.4737, "南门岗亭")))
+    sent = fake_wecom.wait_for_sent(2)
+    assert "请确认上报信息" in sent[1]["text"]["content"]
+    assert "南门岗亭" in sent[1]["text"]["content"]
+
+
+def test_unknown_media_is_answered_politely(server: WeComPusher, fake_wecom: FakeWeCom) -> None:
+    accepted(server.push(server.image_xml(USER, "no-such-media")))
+    [message] = fake_wecom.wait_for_sent(1)
+    assert "照片没能取回" in message["text"]["content"]
+    assert fake_wecom.media_calls == 1
+
+
+def test_media_that_is_not_an_image_is_refused(server: WeComPusher, fake_wecom: FakeWeCom) -> None:
+    fake_wecom.add_media("doc-1", b"%PDF-1.4 not a photo", content_type="application/pdf")
+    accepted(server.push(server.image_xml(USER, "doc-1")))
+    [message] = fake_wecom.wait_for_sent(1)
+    assert "JPEG、PNG 或 WebP" in message["text"]["content"]
+
+
+def test_image_bytes_are_validated_like_every_upload(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    fake_wecom.add_media("fake-jpeg", b"\xff\xd8\xff not really a jpeg", "image/jpeg")
+    accepted(server.push(server.image_xml(USER, "fake-jpeg")))
+    [message] = fake_wecom.wait_for_sent(1)
+    content = message["text"]["content"]
+    assert "无法识别" in content or "已损坏" in content
+    assert "照片已收到" not in content
+
+
+def test_other_message_types_get_a_polite_not_supported(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    accepted(server.push(server.voice_xml(USER)))
+    [message] = fake_wecom.wait_for_sent(1)
+    assert "暂不支持" in message["text"]["content"]
+
+
+def test_events_are_accepted_without_a_reply(server: WeComPusher, fake_wecom: FakeWeCom) -> None:
+    accepted(server.push(server.event_xml(USER)))
+    accepted(server.push(server.text_xml(USER, "帮助")))
+    fake_wecom.wait_for_sent(1)
+    assert len(fake_wecom.sent) == 1
+    assert HELP_MARK in fake_wecom.sent_texts()[0]
+
+
+def test_token_expiring_mid_flow_is_refreshed_once_and_retried(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    accepted(server.push(server.text_xml(USER, "帮助")))
+    fake_wecom.wait_for_sent(1)
+    assert fake_wecom.gettoken_calls == 1
+    fake_wecom.expire_tokens()
+    fake_wecom.add_media("photo-4", jpeg())
+    accepted(server.push(server.image_xml(USER, "photo-4")))
+    sent = fake_wecom.wait_for_sent(2)
+    assert "照片已收到" in sent[1]["text"]["content"]
+    assert fake_wecom.gettoken_calls == 2  # media/get refreshed; message/send reused it
+    assert fake_wecom.media_calls == 2  # the refused call and its one retry
+
+
+def test_members_are_answered_separately(server: WeComPusher, fake_wecom: FakeWeCom) -> None:
+    accepted(server.push(server.text_xml("lisi", "帮助")))
+    accepted(server.push(server.text_xml("wangwu", "取消")))
+    fake_wecom.wait_for_sent(2)
+    assert HELP_MARK in fake_wecom.sent_texts("lisi")[0]
+    assert NOTHING_PENDING in fake_wecom.sent_texts("wangwu")[0]
+
+
+def test_slow_vision_model_does_not_delay_the_callback(
+    tmp_path: Path, fake_wecom: FakeWeCom, fake_vlm: FakeVLM
+) -> None:
+    fake_vlm.delay = 20.0
+    settings = wecom_settings(
+        tmp_path,
+        fake_wecom.url,
+        vision={
+            "base_url": fake_vlm.url,
+            "api_key": fake_vlm.api_key,
+            "model": fake_vlm.model,
+            "timeout_seconds": 60,
+            "max_retries": 0,
+        },
+    )
+    fake_wecom.add_media("photo-slow", jpeg())
+    with live_server(create_app(settings)) as url:
+        pusher = WeComPusher(f"{url}/wecom/callback")
+        try:
+            started = time.monotonic()
+            accepted(pusher.push(pusher.image_xml(USER, "photo-slow")))
+            assert time.monotonic() - started < 1.0  # WeCom's deadline is 5 s; we answer at once
+            assert fake_wecom.sent == []
+            [message] = fake_wecom.wait_for_sent(1, timeout=60)
+        finally:
+            pusher.close()
+    assert "消防通道堵塞" in message["text"]["content"]
+    assert len(fake_vlm.requests) == 1
+
+
+def test_without_wecom_settings_the_callback_is_not_found(tmp_path: Path) -> None:
+    settings = wecom_settings(tmp_path, "http://127.0.0.1:9", wecom={})
+    with live_server(create_app(settings)) as url:
+        pusher = WeComPusher(f"{url}/wecom/callback")
+        try:
+            assert pusher.url_check("1").status_code == 404
+            assert pusher.push(pusher.text_xml(USER, "帮助")).status_code == 404
+        finally:
+            pusher.close()
