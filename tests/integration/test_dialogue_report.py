@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -354,3 +355,12 @@ async def test_commands_work_whatever_the_reply_language(
     async with dialogue(tmp_path, clock, language=language) as kit:
         await kit.reach("waiting_confirm")
         assert (await kit.text(yes)).order is not None
+
+
+async def test_a_double_tapped_yes_files_one_order(kit: Kit) -> None:
+    await kit.reach("waiting_confirm")
+    first, second = await asyncio.gather(kit.text("确认"), kit.text("确认"))
+    assert first.order is not None
+    assert second.order is None  # handled after the first, from idle
+    assert second.state == "idle"
+    assert len(await kit.orders.list()) == 1
