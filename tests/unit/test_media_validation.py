@@ -6,7 +6,7 @@ import hashlib
 import io
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -76,6 +76,7 @@ def test_pixel_cap_is_configurable() -> None:
         validate_image(data, max_pixels=9_999)
 
 
+@settings(deadline=None)
 @given(st.text(max_size=90))
 def test_only_the_exact_key_format_passes(key: str) -> None:
     if KEY_PATTERN.fullmatch(key):
@@ -85,6 +86,7 @@ def test_only_the_exact_key_format_passes(key: str) -> None:
             check_key(key)
 
 
+@settings(deadline=None)
 @given(st.binary(min_size=32, max_size=32), st.sampled_from(["jpg", "png", "webp"]))
 def test_every_content_key_is_valid_and_stays_in_img(digest: bytes, ext: str) -> None:
     key = f"img/{hashlib.sha256(digest).hexdigest()}.{ext}"

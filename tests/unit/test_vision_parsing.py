@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snapreport.config import DEFAULT_ALARM_TYPES
@@ -112,6 +112,7 @@ def test_confidence_is_normalised(value: object, expected: float | None) -> None
     assert normalise_confidence(value) == expected
 
 
+@settings(deadline=None)
 @given(st.one_of(st.floats(), st.integers(), st.text(max_size=12), st.none(), st.booleans()))
 def test_confidence_is_always_in_range_or_none(value: object) -> None:
     result = normalise_confidence(value)
@@ -180,6 +181,7 @@ def test_unknown_type_without_other_in_catalog_is_unclassified() -> None:
     assert match_alarm_type("火灾", ("漏水", "垃圾堆放")) == UNCLASSIFIED
 
 
+@settings(deadline=None)
 @given(st.text(max_size=40))
 def test_alarm_type_is_always_from_the_catalog_or_other(value: str) -> None:
     assert match_alarm_type(value, CATALOG) in CATALOG
@@ -233,6 +235,7 @@ def test_verification_without_a_verdict_is_unavailable(text: str) -> None:
         parse_verification(text)
 
 
+@settings(deadline=None)
 @given(st.text(max_size=300))
 def test_arbitrary_text_never_raises_anything_else(text: str) -> None:
     try:
@@ -243,6 +246,7 @@ def test_arbitrary_text_never_raises_anything_else(text: str) -> None:
     assert result.confidence is None or 0 <= result.confidence <= 1
 
 
+@settings(deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from(["alarm_type", "description", "confidence", "type", "x"]),
