@@ -5,6 +5,7 @@ Test images are made with Pillow here; nothing binary is checked in.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import socket
@@ -188,6 +189,13 @@ class TestMediaStoreContract:
         assert first.key == second.key
         assert other.key != first.key
         assert backend.count() == 2
+
+    async def test_concurrent_puts_of_the_same_bytes(self, backend: Backend) -> None:
+        data = jpeg(48, 48)
+        stored = await asyncio.gather(*(backend.store.put_image(data) for _ in range(6)))
+        assert len({s.key for s in stored}) == 1
+        assert backend.count() == 1  # and no temporary file left behind
+        assert await backend.store.get(stored[0].key) == (data, "image/jpeg")
 
     @pytest.mark.parametrize(
         ("fmt", "mime", "ext", "mode"),
