@@ -213,7 +213,9 @@ def fake_wecom() -> Iterator[FakeWeCom]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     server.daemon_threads = True
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-wecom", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-wecom", daemon=True
+    )
     thread.start()
     try:
         yield fake
