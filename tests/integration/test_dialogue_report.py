@@ -364,3 +364,17 @@ async def test_a_double_tapped_yes_files_one_order(kit: Kit) -> None:
     assert second.order is None  # handled after the first, from idle
     assert second.state == "idle"
     assert len(await kit.orders.list()) == 1
+
+
+async def test_in_manual_mode_a_replaced_photo_keeps_the_corrected_type(manual: Kit) -> None:
+    await manual.reach("waiting_confirm")
+    await manual.text("类型 漏水")
+    outcome = await manual.photo(BLUE)
+    assert outcome.state == "waiting_confirm"
+    assert "「漏水」" in outcome.replies[0].text
+    session = await manual.session()
+    assert (session.slots.alarm_type, session.slots.location) == ("漏水", "3号楼东侧楼梯间")
+    assert session.slots.image_key.endswith(".png")
+    order = (await manual.text("确认")).order
+    assert order is not None
+    assert (order.alarm_type, order.image_key) == ("漏水", session.slots.image_key)

@@ -38,11 +38,13 @@ async def _take_photo(ctx: Context) -> list[str]:
     slots.image_key = upload.stored.key
     slots.image_mime = upload.stored.mime
     analysis, manual_reason = await analyse(ctx, upload)
-    slots.alarm_type = analysis.alarm_type
     slots.analysis = analysis.description
     slots.confidence = analysis.confidence
     if manual_reason is not None:
-        return [ctx.say(manual_reason, alarm_type=UNCLASSIFIED)]
+        # a replaced photo keeps the type already chosen (perhaps by the user) for this report
+        slots.alarm_type = slots.alarm_type or UNCLASSIFIED
+        return [ctx.say(manual_reason, alarm_type=slots.alarm_type)]
+    slots.alarm_type = analysis.alarm_type
     confidence = (
         ""
         if analysis.confidence is None
