@@ -378,3 +378,11 @@ async def test_in_manual_mode_a_replaced_photo_keeps_the_corrected_type(manual: 
     order = (await manual.text("确认")).order
     assert order is not None
     assert (order.alarm_type, order.image_key) == ("漏水", session.slots.image_key)
+
+
+async def test_no_while_waiting_for_the_location_cancels(kit: Kit) -> None:
+    await kit.photo()
+    outcome = await kit.text("不")
+    assert outcome.state == "idle"
+    assert "已取消本次上报" in outcome.replies[0].text
+    assert (await kit.session()).slots.image_key == ""
