@@ -240,7 +240,11 @@ class WeComChannel:
             return event
         user_id = message.header.from_user_name
         outcome = await self.app.assistant.handle(user_id, event)
-        await self.notifier.after_turn(user_id, outcome.state)
+        try:
+            await self.notifier.after_turn(user_id, outcome.state)
+        except SnapreportError as exc:
+            # the turn is committed: its reply matters more than a missed expiry notice
+            log.warning("WeCom: the expiry timer could not be updated: %s", exc.code)
         return REPLY_SEPARATOR.join(reply.text for reply in outcome.replies) or None
 
     async def _event(self, message: TextMessage | ImageMessage | LocationMessage) -> Event | str:
