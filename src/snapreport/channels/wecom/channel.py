@@ -160,6 +160,7 @@ class WeComChannel:
             kv=app.kv,
             base_url=w.api_base_url,
             http=http,
+            max_media_bytes=app.settings.media.max_bytes,
         )
         timers = build_expiry_timers(app.settings)
         pacer = SendPacer(app.kv, prefix=f"wecom:pace:{w.corp_id}:{w.agent_id}")
