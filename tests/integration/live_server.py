@@ -3,6 +3,9 @@
 ``with live_server(app) as url:`` yields ``http://127.0.0.1:<port>`` once the app has started
 (lifespan included) and stops it on exit. The socket is bound before the thread starts, so the
 port is known up front and no other process can take it in between.
+
+``local_settings(tmp_path, **overrides)`` gives the embedded configuration such an app usually
+runs on in tests: memory sessions, SQLite orders and local media under ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from snapreport.config import Settings
 
 STARTUP_TIMEOUT_SECONDS = 30.0
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
@@ -54,3 +61,30 @@ def live_server(app: Any, *, log_level: str = "warning") -> Iterator[str]:
         sock.close()
         if thread.is_alive():
             raise RuntimeError("the app did not stop in time")
+
+
+class IsolatedSettings(Settings):
+    """Settings from the given values only: the environment and any .env file cannot leak in."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def local_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Embedded defaults under ``tmp_path``: memory sessions, SQLite orders, local media."""
+    values: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "session": {"backend": "memory"},
+        "media": {"backend": "local", "root": str(tmp_path / "media")},
+        "orders": {"url": f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}"},
+        **overrides,
+    }
+    return IsolatedSettings.model_validate(values)

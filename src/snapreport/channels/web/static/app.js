@@ -23,7 +23,7 @@ const TEXTS = {
     photo: "发送照片",
     location: "发送当前位置",
     message: "消息",
-    messagePlaceholder: "输入消息，回车发送",
+    messagePlaceholder: "输入消息…",
     send: "发送",
     welcome:
       "拍一张现场照片发给我，我来识别问题并生成工单。问题解决后，发送「结单 单号」再拍一张现场照片即可结单。",
@@ -40,7 +40,6 @@ const TEXTS = {
     },
     quick: {
       help: ["帮助", "帮助"],
-      myOrders: ["我的工单", "我的工单"],
       close: ["结单", "结单"],
       yes: ["确认", "确认"],
       cancel: ["取消", "取消"],
@@ -57,7 +56,7 @@ const TEXTS = {
     locating: "定位中…",
     photoAlt: "上传的照片",
     orderPhotoAlt: "工单 {number} 的照片",
-    locationSent: "📍 {label}",
+    myLocation: "我的位置",
     chattingAs: "当前用户：{id}",
     needUser: "请先填写用户 ID（字母、数字及 _ . @ : -，最多 64 个字符）。",
     network: "无法连接服务器，请检查网络后重试。",
@@ -84,7 +83,7 @@ const TEXTS = {
     photo: "Send a photo",
     location: "Send my location",
     message: "Message",
-    messagePlaceholder: "Type a message, Enter to send",
+    messagePlaceholder: "Message…",
     send: "Send",
     welcome:
       "Send me a photo of the problem: I will recognise it and file a work order. Once it is fixed, send “close NUMBER” and a photo of the fixed scene.",
@@ -101,7 +100,6 @@ const TEXTS = {
     },
     quick: {
       help: ["Help", "help"],
-      myOrders: ["My orders", "my orders"],
       close: ["Close an order", "close"],
       yes: ["Confirm", "yes"],
       cancel: ["Cancel", "cancel"],
@@ -118,7 +116,7 @@ const TEXTS = {
     locating: "Locating…",
     photoAlt: "uploaded photo",
     orderPhotoAlt: "photo of order {number}",
-    locationSent: "📍 {label}",
+    myLocation: "My location",
     chattingAs: "Chatting as {id}",
     needUser: "Enter your user ID first (letters, digits and _ . @ : -, up to 64 characters).",
     network: "Cannot reach the server. Check the connection and retry.",
@@ -132,7 +130,8 @@ const TEXTS = {
 };
 
 const QUICK_REPLIES = {
-  idle: ["help", "myOrders", "close"],
+  // "我的工单" is not here: the orders panel shows them, with photos
+  idle: ["help", "close"],
   waiting_location: ["cancel"],
   waiting_confirm: ["yes", "cancel"],
   waiting_close_photo: ["cancel"],
@@ -329,13 +328,41 @@ function addUserBubble(message) {
       img.addEventListener("load", scrollToEnd, { once: true });
       body.append(img);
     }
-    if (message.location) {
-      const { latitude, longitude, label } = message.location;
-      const where = label || `${latitude.toFixed(5)}, ${longitude.toFixed(5)}`;
-      addText(body, format(T.locationSent, { label: where }));
-    }
+    if (message.location) body.append(locationCard(message.location));
     if (message.text) addText(body, message.text);
   });
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function pinIcon() {
+  // drawn rather than an emoji: not every phone or server has an emoji font
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.classList.add("pin");
+  const path = document.createElementNS(SVG_NS, "path");
+  path.setAttribute(
+    "d",
+    "M12 2.5a7 7 0 0 0-7 7c0 5.3 7 12 7 12s7-6.7 7-12a7 7 0 0 0-7-7zm0 9.6a2.6 2.6 0 1 1 0-5.2 2.6 2.6 0 0 1 0 5.2z",
+  );
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
+}
+
+function locationCard({ latitude, longitude, label }) {
+  const card = document.createElement("div");
+  card.className = "location";
+  const coordinates = `${latitude.toFixed(5)}, ${longitude.toFixed(5)}`;
+  const title = document.createElement("span");
+  title.className = "location-label";
+  title.textContent = label || T.myLocation;
+  const detail = document.createElement("span");
+  detail.className = "location-coordinates";
+  detail.textContent = coordinates;
+  card.append(pinIcon(), title, detail);
+  return card;
 }
 
 function addAssistantBubble(text) {
@@ -446,6 +473,8 @@ async function deliver(attempt) {
     const body = await api("api/v1/messages", buildRequest(attempt));
     setBubbleStatus(attempt.bubble, "sent");
     typing.remove();
+    // the token worked: give the room back to the conversation
+    if (el.token.value.trim()) el.settings.open = false;
     for (const reply of body.replies ?? []) {
       if (reply.text) addAssistantBubble(reply.text);
     }
