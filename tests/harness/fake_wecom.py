@@ -31,9 +31,6 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from fastapi import FastAPI
 
-from snapreport.bootstrap import build
-from snapreport.channels.wecom.callback import router
-from snapreport.channels.wecom.channel import WeComChannel
 from snapreport.channels.wecom.crypto import WeComCrypto
 from snapreport.config import Settings
 
@@ -362,7 +359,12 @@ def wecom_settings(tmp_path: Path, api_base_url: str, **overrides: Any) -> Setti
 
 
 def wecom_app(settings: Settings, *, poll_seconds: float = 0.2) -> FastAPI:
-    """A minimal ASGI app: the WeCom router and a running channel, as the service wires them."""
+    """A minimal ASGI app: the WeCom router and a running channel, as the service wires them,
+    with a poll interval of the test's choosing."""
+    # imported here so that loading this plugin does not import the whole service
+    from snapreport.bootstrap import build
+    from snapreport.channels.wecom.callback import router
+    from snapreport.channels.wecom.channel import WeComChannel
 
     @asynccontextmanager
     async def lifespan(fastapi_app: FastAPI) -> AsyncIterator[None]:

@@ -336,6 +336,28 @@ def test_slow_vision_model_does_not_delay_the_callback(
     assert len(fake_vlm.requests) == 1
 
 
+def test_shutdown_waits_for_messages_in_flight(
+    tmp_path: Path, fake_wecom: FakeWeCom, fake_vlm: FakeVLM
+) -> None:
+    fake_vlm.delay = 2.0
+    settings = wecom_settings(
+        tmp_path,
+        fake_wecom.url,
+        vision={"base_url": fake_vlm.url, "api_key": fake_vlm.api_key, "max_retries": 0},
+    )
+    fake_wecom.add_media("photo-late", jpeg())
+    with live_server(create_app(settings)) as url:
+        pusher = WeComPusher(f"{url}/wecom/callback")
+        try:
+            accepted(pusher.push(pusher.image_xml(USER, "photo-late")))
+        finally:
+            pusher.close()
+        assert fake_wecom.sent == []
+    # the server has stopped: it finished the turn and sent the reply first
+    [message] = fake_wecom.sent
+    assert "消防通道堵塞" in message["text"]["content"]
+
+
 def test_without_wecom_settings_the_callback_is_not_found(tmp_path: Path) -> None:
     settings = wecom_settings(tmp_path, "http://127.0.0.1:9", wecom={})
     with live_server(create_app(settings)) as url:
