@@ -691,10 +691,13 @@ function init() {
   setState("idle");
 
   el.userId.addEventListener("change", onUserChanged);
-  $("identity").addEventListener("submit", (event) => {
-    // Enter in the user id field: take the id and move on to the message box
-    event.preventDefault();
-    el.message.focus();
+  $("identity").addEventListener("submit", (event) => event.preventDefault());
+  el.userId.addEventListener("keydown", (event) => {
+    // Enter takes the id (the blur fires "change") and moves on to the message box
+    if (event.key === "Enter" && !event.isComposing) {
+      event.preventDefault();
+      el.message.focus();
+    }
   });
   el.token.addEventListener("change", () => {
     const token = el.token.value.trim();
