@@ -125,14 +125,17 @@ class PostgresServer:
             "-w", "-t", "60", "-o", options, "start",
         )  # fmt: skip
 
-    def stop(self) -> None:
-        """Stop the server at once (it keeps its files, so ``start`` may bring it back)."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; it keeps its files, so ``start`` brings it back with its data.
+
+        ``mode="immediate"`` is quicker but loses recent commits (durability is off).
+        """
         if (self.data_dir / "postmaster.pid").exists():
-            self._run(self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+            self._run(self.pg_ctl, "-D", str(self.data_dir), "-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
         with contextlib.suppress(PostgresUnavailable):
-            self.stop()
+            self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 
 

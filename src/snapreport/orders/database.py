@@ -4,10 +4,16 @@ On SQLite, SQLAlchemy (not the driver) emits ``BEGIN``: writes use ``BEGIN IMMED
 writer takes the write lock up front and waits up to the busy timeout for it, instead of
 failing midway when another connection wrote first (``SQLITE_BUSY`` on lock upgrade). The
 journal is WAL, so readers never wait for writers.
+
+Switching a database to WAL (once: the mode is stored in the file) needs a moment alone with
+it, and SQLite does not wait for that moment by itself: ``enable_wal`` retries briefly, so
+processes starting together do not fail.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,7 @@ from snapreport.errors import ConfigurationError, StoreUnavailable
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 WRITE_OPTION = "snapreport_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WAL_SWITCH_SECONDS = 10.0
 
 
 def parse_url(url: str) -> URL:
@@ -91,7 +98,6 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -106,3 +112,26 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 def writer(engine: AsyncEngine) -> AsyncEngine:
     """``engine`` (same pool) marked for write transactions: ``BEGIN IMMEDIATE`` on SQLite."""
     return engine.execution_options(**{WRITE_OPTION: True})
+
+
+async def enable_wal(engine: AsyncEngine) -> str:
+    """Put a SQLite database in WAL mode, retrying while another connection holds it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAL_SWITCH_SECONDS
+    pause = 0.01
+    while True:
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            # The driver connection, not SQLAlchemy's: the pragma must run outside a transaction.
+            driver = raw.driver_connection
+            assert driver is not None
+            try:
+                cursor = await driver.execute("PRAGMA journal_mode = WAL")
+                row = await cursor.fetchone()
+                await cursor.close()
+                return str(row[0]) if row else ""
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() > deadline:
+                    raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.2)

@@ -10,6 +10,7 @@ exactly one wins. Driver errors become ``StoreUnavailable``; messages never show
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -32,7 +33,13 @@ from snapreport.errors import (
     StoreUnavailable,
 )
 from snapreport.orders.base import NewReport, Order, OrderEvent, OrderStatus
-from snapreport.orders.database import create_orders_engine, parse_url, safe_url, writer
+from snapreport.orders.database import (
+    create_orders_engine,
+    enable_wal,
+    parse_url,
+    safe_url,
+    writer,
+)
 from snapreport.orders.migrations import upgrade_to_head
 from snapreport.orders.numbering import day_key, format_number, normalize_number
 from snapreport.orders.tables import (
@@ -146,6 +153,8 @@ class SqlOrderRepository:
     async def migrate(self) -> None:
         """Apply the shipped migrations not yet applied (safe to run from several processes)."""
         async with self._guard("migrating the schema"):
+            if self._engine.dialect.name == "sqlite":
+                await enable_wal(self._engine)
             try:
                 async with writer(self._engine).begin() as connection:
                     await connection.run_sync(upgrade_to_head)
@@ -322,9 +331,7 @@ class SqlOrderRepository:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     @staticmethod
-    def _newest_first(
-        *, status: OrderStatus | None, user_id: str | None
-    ) -> Select[WorkOrderRow]:
+    def _newest_first(*, status: OrderStatus | None, user_id: str | None) -> Select[WorkOrderRow]:
         query = select(WorkOrderRow)
         if status is not None:
             query = query.where(WorkOrderRow.status == status)
@@ -365,7 +372,7 @@ class SqlOrderRepository:
             yield
         except SnapreportError:
             raise
-        except (DBAPIError, PoolTimeout, OSError) as exc:
+        except (DBAPIError, PoolTimeout, OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"orders database {self._where} is unavailable ({action}): {_reason(exc)}"
             ) from exc
