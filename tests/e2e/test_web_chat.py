@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image, ImageDraw
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Request, expect
 
 from tests.e2e.conftest import Served
 
@@ -217,6 +217,16 @@ def test_location_drop_errors_and_retry_on_a_phone(
         permissions=["geolocation"],
     )
     page = open_chat(context, served, token=False)
+    posted: list[dict[str, object]] = []
+
+    def record(request: Request) -> None:
+        is_json = request.headers.get("content-type", "").startswith("application/json")
+        if request.url.endswith("/api/v1/messages") and is_json:
+            body = request.post_data_json
+            assert isinstance(body, dict)
+            posted.append(body)
+
+    page.on("request", record)
 
     # no token yet: the API's error is shown, the message is kept for a retry
     page.get_by_label("消息").fill("帮助")
@@ -235,6 +245,8 @@ def test_location_drop_errors_and_retry_on_a_phone(
     expect(page.locator(".bubble.user.failed")).to_have_count(0)
     expect(transcript(page).locator(".bubble.assistant").last).to_contain_text("您可以")
     expect(page.locator(".bubble.user")).to_have_count(1)
+    assert [m["text"] for m in posted] == ["帮助", "帮助"]
+    assert posted[0]["message_id"] == posted[1]["message_id"], "a retry reuses the message's id"
 
     # a photo dropped onto the transcript is sent like a picked one
     data = base64.b64encode(photo.read_bytes()).decode()
@@ -266,6 +278,12 @@ def test_location_drop_errors_and_retry_on_a_phone(
     expect(summary).to_contain_text("A区东门")
     expect(badge(page)).to_have_text("等待确认")
     shoot(page, artifacts / "phone-location-2-summary.png")
+
+    # a reload keeps the user (remembered by the browser) and shows the session's state
+    page.reload()
+    expect(page.get_by_label("用户 ID")).to_have_value(USER)
+    expect(badge(page)).to_have_text("等待确认")
+    expect(quick_reply(page, "确认")).to_be_visible()
 
     quick_reply(page, "取消").click()
     expect(badge(page)).to_have_text("空闲")
