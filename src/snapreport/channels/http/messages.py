@@ -132,7 +132,7 @@ def _answer(message_id: str | None, outcome: Outcome) -> dict[str, Any]:
 
 async def _read(request: Request, state: HttpState) -> _Parsed:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _read_form(request, state)
     if content_type in ("application/json", "") or content_type.endswith("+json"):
         return await _read_json(request, state)

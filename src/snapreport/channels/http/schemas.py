@@ -21,7 +21,9 @@ State = Literal["idle", "waiting_location", "waiting_confirm", "waiting_close_ph
 class ImageIn(BaseModel):
     """A photo as base64 (a ``data:`` URL is accepted too); the bytes decide its type."""
 
-    data: str = Field(min_length=1, max_length=MAX_IMAGE_BASE64_CHARS)
+    data: str = Field(
+        min_length=1, max_length=MAX_IMAGE_BASE64_CHARS, json_schema_extra={"format": "byte"}
+    )
     mime: str | None = Field(None, max_length=100, examples=["image/jpeg"])
 
 
@@ -36,7 +38,13 @@ class MessageIn(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"user_id": "zhangsan", "message_id": "m-1", "text": "3号楼东侧楼梯间"}]
+            "examples": [{"user_id": "zhangsan", "message_id": "m-1", "text": "3号楼东侧楼梯间"}],
+            # at least one of them, and not null
+            "anyOf": [
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                {"required": ["image"], "properties": {"image": {"type": "object"}}},
+                {"required": ["location"], "properties": {"location": {"type": "object"}}},
+            ],
         }
     )
 
@@ -56,13 +64,23 @@ class MessageIn(BaseModel):
 class MessageForm(BaseModel):
     """The multipart/form-data form of a message (documentation only; parsed by hand)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["text"]},
+                {"required": ["image"]},
+                {"required": ["latitude", "longitude"]},
+            ]
+        }
+    )
+
     user_id: str = Field(pattern=USER_ID_PATTERN)
-    message_id: str | None = Field(None, pattern=MESSAGE_ID_PATTERN)
-    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
-    image: bytes | None = Field(None, json_schema_extra={"format": "binary"})
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
-    label: str | None = Field(None, max_length=MAX_LABEL_CHARS)
+    message_id: str = Field("", pattern=MESSAGE_ID_PATTERN)
+    text: str = Field("", min_length=1, max_length=MAX_TEXT_CHARS)
+    image: bytes = Field(b"", json_schema_extra={"format": "binary"})
+    latitude: float = Field(0.0, ge=-90, le=90)
+    longitude: float = Field(0.0, ge=-180, le=180)
+    label: str = Field("", max_length=MAX_LABEL_CHARS)
 
 
 class ReplyOut(BaseModel):
