@@ -97,6 +97,22 @@ async def test_a_full_report_in_process(chat: Chat, photo: Path, tmp_path: Path)
     assert orders[0].image_key is not None
 
 
+async def test_a_report_then_its_close_in_process(chat: Chat, photo: Path, tmp_path: Path) -> None:
+    _, out = await chat([f"/photo {photo}", "3号楼东侧楼梯间", "确认"])
+    [number] = set(ORDER_NUMBER.findall(out))
+
+    _, out = await chat([f"结单 {number}", "/state", f"/photo {photo}"])
+
+    assert "state: waiting for close photo (waiting_close_photo)" in out
+    assert "status closed" in out
+    assert "closed unverified" in out  # manual vision: the close is recorded unverified
+    assert "state: idle" in out
+    async with build(local_settings(tmp_path)) as app:
+        order = await app.orders.get(number)
+    assert order.status == "closed"
+    assert order.close_verified is None
+
+
 async def test_commands_and_their_mistakes(chat: Chat, photo: Path, tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture")

@@ -8,6 +8,7 @@ the REPL itself does not care where the assistant lives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shlex
 import threading
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httpx
 from rich.console import Console
@@ -27,7 +28,12 @@ from rich.text import Text
 
 from snapreport.config import Settings
 from snapreport.errors import SnapreportError
-from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
+from snapreport.orders.base import Order
+from snapreport.workflow.events import Event, ImageEvent, LocationEvent, TextEvent
+
+if TYPE_CHECKING:
+    # only for types: the application is built (and bootstrap imported) when a chat starts
+    from snapreport.bootstrap import App
 
 ReadLine = Callable[[str], Awaitable[str | None]]
 
@@ -93,14 +99,13 @@ class ChatTransport(Protocol):
 class InProcessTransport:
     """Calls the assistant of an application built in this process."""
 
-    def __init__(self, app: Any, user_id: str) -> None:
-        # ``Any`` because ``bootstrap.App`` is only imported when the transport is built
+    def __init__(self, app: App, user_id: str) -> None:
         self._app = app
         self._user_id = user_id
 
     async def send(self, event: Event) -> ChatTurn:
         try:
-            outcome: Outcome = await self._app.assistant.handle(self._user_id, event)
+            outcome = await self._app.assistant.handle(self._user_id, event)
         except SnapreportError as exc:
             raise ChatError(f"{exc.message} ({exc.code})") from exc
         order = None if outcome.order is None else _order_fields(outcome.order)
@@ -176,7 +181,7 @@ class HttpTransport:
         raise ChatError(f"the server answered HTTP {response.status_code}")
 
 
-def _order_fields(order: Any) -> dict[str, Any]:
+def _order_fields(order: Order) -> dict[str, Any]:
     return {
         "number": order.number,
         "status": order.status,
@@ -341,6 +346,10 @@ def _duration(seconds: float) -> str:
 
 
 def _console_reader(console: Console) -> ReadLine:
+    with contextlib.suppress(ImportError):
+        # imported for its side effect: input() gains line editing and history
+        import readline  # noqa: F401
+
     async def read_line(prompt: str) -> str | None:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[str | None] = loop.create_future()
@@ -351,7 +360,8 @@ def _console_reader(console: Console) -> ReadLine:
 
         def ask() -> None:
             try:
-                line: str | None = console.input(escape(prompt))
+                # a Text, so the prompt is neither markup nor syntax-highlighted
+                line: str | None = console.input(Text(prompt, style="bold"))
             except (EOFError, KeyboardInterrupt):
                 line = None
             loop.call_soon_threadsafe(deliver, line)
@@ -404,7 +414,8 @@ async def run_chat(
     where = url or "this process"
     console.print(
         f"[bold]snapreport chat[/bold] as [cyan]{escape(user_id)}[/cyan] · {escape(where)}"
-        " · /help for commands"
+        " · /help for commands",
+        highlight=False,
     )
     async with open_transport(user_id=user_id, settings=settings, url=url, token=token) as t:
         await ChatRepl(t, console, read_line or _console_reader(console)).run()
