@@ -61,7 +61,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def artifacts(request: pytest.FixtureRequest) -> Path:
+def artifacts() -> Path:
     """Where this test's screenshots go (``artifacts/e2e/`` at the repository root)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
