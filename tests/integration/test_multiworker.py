@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -90,7 +90,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"the server was not ready within {STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
-async def _send(client: httpx.AsyncClient, body: dict[str, object]) -> dict[str, object]:
+async def _send(client: httpx.AsyncClient, body: Mapping[str, object]) -> dict[str, object]:
     response = await client.post("/api/v1/messages", json=body)
     assert response.status_code == 200, response.text
     answer: dict[str, object] = response.json()
