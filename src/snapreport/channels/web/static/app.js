@@ -1,133 +1,12 @@
 // The snapreport web chat: one page over the HTTP API (POST api/v1/messages and friends).
-// Plain ES module, no build step. Every text from the server is rendered with textContent.
+// Plain ES modules, no build step. Every text from the server is rendered with textContent.
+
+import { ApiError, authHeaders, callApi, newMessageId } from "./api.js";
+import { format, pickTexts } from "./texts.js";
 
 const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp"];
 const USER_ID_PATTERN = /^[A-Za-z0-9_.@:-]{1,64}$/;
 const STORAGE = { userId: "snapreport.userId", token: "snapreport.token" };
-
-const TEXTS = {
-  zh: {
-    title: "随手拍",
-    subtitle: "拍照上报 · 结单",
-    userId: "用户 ID",
-    userIdHint: "字母、数字及 _ . @ : -，最多 64 个字符",
-    settings: "设置",
-    token: "API 令牌（可选）",
-    tokenHint: "服务端设置了访问令牌时填写；只保存在本浏览器。",
-    orders: "我的工单",
-    refresh: "刷新",
-    done: "完成",
-    noOrders: "暂无工单。",
-    loadingOrders: "加载中…",
-    ordersNeedUser: "填写用户 ID 后显示工单。",
-    photo: "发送照片",
-    location: "发送当前位置",
-    message: "消息",
-    messagePlaceholder: "输入消息…",
-    send: "发送",
-    welcome:
-      "拍一张现场照片发给我，我来识别问题并生成工单。问题解决后，发送「结单 单号」再拍一张现场照片即可结单。",
-    dropHint: "松开即可发送照片",
-    dismiss: "关闭",
-    quickReplies: "快捷回复",
-    transcript: "对话记录",
-    stateTitle: "当前状态",
-    states: {
-      idle: "空闲",
-      waiting_location: "等待位置",
-      waiting_confirm: "等待确认",
-      waiting_close_photo: "等待结单照片",
-    },
-    quick: {
-      help: ["帮助", "帮助"],
-      close: ["结单", "结单"],
-      yes: ["确认", "确认"],
-      cancel: ["取消", "取消"],
-      forceClose: ["强制结单", "强制结单"],
-    },
-    status: { open: "处理中", closed: "已结单" },
-    closeThis: "结单",
-    verified: "已核验",
-    unverified: "未核验",
-    forced: "强制结单",
-    sending: "发送中…",
-    failed: "未发送",
-    retry: "重试",
-    locating: "定位中…",
-    photoAlt: "上传的照片",
-    orderPhotoAlt: "工单 {number} 的照片",
-    myLocation: "我的位置",
-    chattingAs: "当前用户：{id}",
-    needUser: "请先填写用户 ID（字母、数字及 _ . @ : -，最多 64 个字符）。",
-    network: "无法连接服务器，请检查网络后重试。",
-    badType: "只能发送 JPEG、PNG 或 WebP 图片。",
-    geoUnavailable: "此浏览器无法获取位置（需要 HTTPS 或本机地址）。也可以直接输入位置文字。",
-    geoFailed: "无法获取位置：{message}。也可以直接输入位置文字。",
-    httpError: "服务器返回 HTTP {status}",
-    unauthorized: "需要 API 令牌：请在「设置」中填写。",
-  },
-  en: {
-    title: "SnapReport",
-    subtitle: "Snap, report, close",
-    userId: "User ID",
-    userIdHint: "Letters, digits and _ . @ : -, up to 64 characters",
-    settings: "Settings",
-    token: "API token (optional)",
-    tokenHint: "Needed when the server sets an access token; kept in this browser only.",
-    orders: "My orders",
-    refresh: "Refresh",
-    done: "Done",
-    noOrders: "No orders yet.",
-    loadingOrders: "Loading…",
-    ordersNeedUser: "Enter a user ID to see your orders.",
-    photo: "Send a photo",
-    location: "Send my location",
-    message: "Message",
-    messagePlaceholder: "Message…",
-    send: "Send",
-    welcome:
-      "Send me a photo of the problem: I will recognise it and file a work order. Once it is fixed, send “close NUMBER” and a photo of the fixed scene.",
-    dropHint: "Drop to send the photo",
-    dismiss: "Dismiss",
-    quickReplies: "Quick replies",
-    transcript: "Conversation",
-    stateTitle: "Current state",
-    states: {
-      idle: "idle",
-      waiting_location: "waiting for location",
-      waiting_confirm: "waiting for confirmation",
-      waiting_close_photo: "waiting for close photo",
-    },
-    quick: {
-      help: ["Help", "help"],
-      close: ["Close an order", "close"],
-      yes: ["Confirm", "yes"],
-      cancel: ["Cancel", "cancel"],
-      forceClose: ["Force close", "force close"],
-    },
-    status: { open: "open", closed: "closed" },
-    closeThis: "Close",
-    verified: "verified",
-    unverified: "unverified",
-    forced: "forced",
-    sending: "sending…",
-    failed: "not sent",
-    retry: "Retry",
-    locating: "Locating…",
-    photoAlt: "uploaded photo",
-    orderPhotoAlt: "photo of order {number}",
-    myLocation: "My location",
-    chattingAs: "Chatting as {id}",
-    needUser: "Enter your user ID first (letters, digits and _ . @ : -, up to 64 characters).",
-    network: "Cannot reach the server. Check the connection and retry.",
-    badType: "Only JPEG, PNG or WebP images can be sent.",
-    geoUnavailable:
-      "This browser cannot share a location here (it needs HTTPS or a local address). You can type the location instead.",
-    geoFailed: "Could not get your location: {message}. You can type the location instead.",
-    httpError: "The server answered HTTP {status}",
-    unauthorized: "An API token is required: enter it under Settings.",
-  },
-};
 
 const QUICK_REPLIES = {
   // "我的工单" is not here: the orders panel shows them, with photos
@@ -137,8 +16,7 @@ const QUICK_REPLIES = {
   waiting_close_photo: ["cancel"],
 };
 
-const lang = (navigator.language || "zh").toLowerCase().startsWith("zh") ? "zh" : "en";
-const T = TEXTS[lang];
+const { lang, T } = pickTexts();
 const $ = (id) => document.getElementById(id);
 
 const el = {
@@ -156,7 +34,6 @@ const el = {
   quick: $("quick-replies"),
   composer: $("composer"),
   photoInput: $("photo-input"),
-  photoButton: $("photo-button"),
   locationButton: $("location-button"),
   message: $("message-input"),
   ordersPanel: $("orders-panel"),
@@ -178,27 +55,12 @@ const app = {
 
 // ---------------------------------------------------------------- small helpers
 
-function format(template, values) {
-  return template.replace(/\{(\w+)\}/g, (_, key) => String(values[key] ?? ""));
-}
-
-function newMessageId() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  // randomUUID needs a secure context; a phone on plain http over the LAN has none
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  bytes[6] = (bytes[6] & 0x0f) | 0x40;
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
 function userId() {
   return el.userId.value.trim();
 }
 
-function authHeaders() {
-  const token = el.token.value.trim();
-  return token ? { Authorization: `Bearer ${token}` } : {};
+function token() {
+  return el.token.value.trim();
 }
 
 function timeLabel(date = new Date()) {
@@ -229,14 +91,6 @@ function applyTexts() {
 
 // ---------------------------------------------------------------- errors
 
-class ApiError extends Error {
-  constructor(code, message, status) {
-    super(message);
-    this.code = code;
-    this.status = status;
-  }
-}
-
 function showError(error) {
   let text;
   if (error instanceof ApiError) {
@@ -257,31 +111,8 @@ function clearError() {
   el.errorText.textContent = "";
 }
 
-async function api(path, options = {}) {
-  let response;
-  try {
-    response = await fetch(path, {
-      ...options,
-      headers: { Accept: "application/json", ...authHeaders(), ...(options.headers || {}) },
-    });
-  } catch {
-    throw new ApiError("", T.network, 0);
-  }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
-  if (!response.ok) {
-    const error = body && typeof body.error === "object" ? body.error : null;
-    throw new ApiError(
-      error?.code ?? `http_${response.status}`,
-      error?.message ?? format(T.httpError, { status: response.status }),
-      response.status,
-    );
-  }
-  return body ?? {};
+function api(path, options = {}) {
+  return callApi(path, { ...options, token: token(), messages: T });
 }
 
 function userPath(suffix) {
@@ -554,7 +385,7 @@ function formatDate(value) {
 async function loadThumbnail(img, url, number) {
   try {
     // fetched rather than linked so a bearer token can go along
-    const response = await fetch(url, { headers: authHeaders() });
+    const response = await fetch(url, { headers: authHeaders(token()) });
     if (!response.ok) return;
     const objectUrl = URL.createObjectURL(await response.blob());
     app.thumbnailUrls.push(objectUrl);
