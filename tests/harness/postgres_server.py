@@ -20,6 +20,7 @@ import glob
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -101,7 +102,9 @@ class PostgresServer:
     def _command(self, *argv: str) -> list[str]:
         if self.run_as is None:
             return list(argv)
-        return ["runuser", "-u", self.run_as, "--", *argv]
+        if shutil.which("runuser"):
+            return ["runuser", "-u", self.run_as, "--", *argv]
+        return ["su", self.run_as, "-s", "/bin/sh", "-c", shlex.join(argv)]
 
     def _run(self, *argv: str, timeout: float = 120.0) -> None:
         result = subprocess.run(
