@@ -292,3 +292,34 @@ def test_location_drop_errors_and_retry_on_a_phone(
 
     assert api_orders(served) == []
     assert len(served.vlm.requests) == 1, "only the dropped photo was analysed"
+
+
+def test_the_page_speaks_english_to_an_english_browser(
+    browser: Browser, served: Served, tmp_path: Path, artifacts: Path
+) -> None:
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")  # type: ignore[arg-type]
+    page = context.new_page()
+    page.goto(served.url + "/")
+    page.get_by_text("Settings", exact=True).click()
+    page.get_by_label("API token (optional)").fill(served.token)
+    page.get_by_label("User ID").fill(USER)
+    page.get_by_label("User ID").press("Enter")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(badge(page)).to_have_text("idle")
+
+    page.set_input_files("#photo-input", scene(tmp_path / "blocked.png", blocked=True))
+    expect(badge(page)).to_have_text("waiting for location")
+    page.get_by_label("Message", exact=True).fill("Building 3, east stairs")
+    page.get_by_label("Message", exact=True).press("Enter")
+    expect(badge(page)).to_have_text("waiting for confirmation")
+
+    # the quick replies send the dialogue's English words
+    quick_reply(page, "Confirm").click()
+    expect(transcript(page).locator(".bubble.user").last).to_have_text(re.compile(r"^yes"))
+    expect(badge(page)).to_have_text("idle")
+    expect(page.locator("#orders-list .order .chip")).to_have_text("open")
+    shoot(page, artifacts / "desktop-english.png")
+    context.close()
+
+    [order] = api_orders(served)
+    assert order["location"] == "Building 3, east stairs"
