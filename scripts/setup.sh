@@ -48,6 +48,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
     missing+=(postgresql)
 fi
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# a CJK font, so that screenshots of the page show Chinese text rather than boxes
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-zenhei)
 if ((${#missing[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
         say "installing system packages: ${missing[*]}"
