@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -62,3 +63,19 @@ async def test_a_database_at_an_unknown_revision_is_refused(migrated_url: str) -
 
     with pytest.raises(ConfigurationError, match="9999"):
         await SqlOrderRepository.connect(migrated_url)
+
+
+async def test_databases_migrating_at_once_in_one_process_each_get_their_schema(
+    tmp_path: Path,
+) -> None:
+    # Alembic's ``op`` and ``context`` are process-wide proxies; migrations of different
+    # databases interleaving on one event loop must not run on each other's connections.
+    urls = [f"sqlite+aiosqlite:///{tmp_path / f'orders{i}.db'}" for i in range(6)]
+    repos = await asyncio.gather(*(SqlOrderRepository.connect(url) for url in urls))
+    for repo in repos:
+        await repo.aclose()
+
+    for url in urls:
+        assert await _run(url, current_revision) == head_revision()
+        tables = await _run(url, lambda c: set(inspect(c).get_table_names()))
+        assert {"alarms", "work_orders", "order_events", "order_counters"} <= tables

@@ -40,7 +40,7 @@ from snapreport.orders.database import (
     safe_url,
     writer,
 )
-from snapreport.orders.migrations import upgrade_to_head
+from snapreport.orders.migrations import migration_lock, upgrade_to_head
 from snapreport.orders.numbering import day_key, format_number, normalize_number
 from snapreport.orders.tables import (
     MEDIA_KEY_LENGTH,
@@ -156,7 +156,7 @@ class SqlOrderRepository:
             if self._engine.dialect.name == "sqlite":
                 await enable_wal(self._engine)
             try:
-                async with writer(self._engine).begin() as connection:
+                async with migration_lock(), writer(self._engine).begin() as connection:
                     await connection.run_sync(upgrade_to_head)
             except CommandError as exc:
                 raise ConfigurationError(

@@ -4,10 +4,16 @@
 change and its version stamp commit together. Concurrent starts are serialised: on PostgreSQL
 by a transaction-scoped advisory lock taken here, on SQLite by the caller's ``BEGIN
 IMMEDIATE``; whoever comes second finds the schema at head and does nothing.
+
+Within one process, Alembic's ``op`` and ``context`` are process-wide proxies, so two
+migrations (even of different databases) interleaving on one event loop would run each other's
+operations: ``migration_lock()`` makes them take turns.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from pathlib import Path
 
 from alembic import command
@@ -20,6 +26,20 @@ SCRIPT_LOCATION = Path(__file__).resolve().parent
 VERSION_TABLE = "snapreport_orders_version"
 # An arbitrary constant naming "orders schema migration" among advisory locks.
 ADVISORY_LOCK_KEY = 0x736E_6170_6F72_6472  # "snaporder"-ish, fits a signed bigint
+
+
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def migration_lock() -> asyncio.Lock:
+    """The running event loop's lock, held while a migration runs (see module doc)."""
+    loop = asyncio.get_running_loop()
+    lock = _locks.get(loop)
+    if lock is None:
+        lock = _locks[loop] = asyncio.Lock()
+    return lock
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
