@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from snapreport.config import OrdersSettings
 from snapreport.errors import ConfigurationError, StoreUnavailable
 from snapreport.orders.database import create_orders_engine, parse_url, safe_url
+from snapreport.orders.repository import SqlOrderRepository
 
 
 @pytest.mark.parametrize(
@@ -51,3 +53,15 @@ def test_an_uncreatable_sqlite_directory_is_store_unavailable(tmp_path: Path) ->
     blocker.write_text("")
     with pytest.raises(StoreUnavailable, match="cannot create"):
         create_orders_engine(parse_url(f"sqlite:///{blocker}/orders.db"), connect_timeout=1)
+
+
+async def test_the_default_url_makes_a_data_directory_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    repo = await SqlOrderRepository.connect(OrdersSettings().url)
+    try:
+        await repo.ping()
+    finally:
+        await repo.aclose()
+    assert (tmp_path / "data" / "orders.db").is_file()
