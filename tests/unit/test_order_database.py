@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -64,4 +66,7 @@ async def test_the_default_url_makes_a_data_directory_under_the_working_director
         await repo.ping()
     finally:
         await repo.aclose()
-    assert (tmp_path / "data" / "orders.db").is_file()
+    database = tmp_path / "data" / "orders.db"
+    assert database.is_file()
+    with closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
