@@ -19,7 +19,7 @@ from snapreport.config import Settings
 from snapreport.errors import ConfigurationError
 from snapreport.kv.base import KeyValueStore
 from snapreport.media.base import MediaStore
-from snapreport.metrics import Metrics, ObservedSessionStore, TimedVision
+from snapreport.metrics import Metrics, ObservedSessionStore, TimedVision, expired_while_pending
 from snapreport.orders.base import OrderRepository
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.stores.base import SessionStore
@@ -95,16 +95,6 @@ def _redis_url(settings: Settings) -> str:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError("SNAPREPORT_SESSION__URL must be a redis:// URL for redis")
     return url
-
-
-def _expired_while_pending(engine: SessionEngine) -> Callable[[str, bytes], bool]:
-    def check(user_id: str, blob: bytes) -> bool:
-        session = engine.codec.decode(user_id, blob)
-        return session.state != "idle" and session.is_expired(
-            engine.now(), engine.config.ttl_seconds
-        )
-
-    return check
 
 
 async def start_channels(app: App, stack: AsyncExitStack) -> None:
@@ -190,7 +180,7 @@ async def build(
             clock=clock,
         )
         if observed is not None:
-            observed.expiry_check = _expired_while_pending(engine)
+            observed.expiry_check = expired_while_pending(engine)
         vision = build_vision(settings)
         stack.push_async_callback(vision.aclose)
         if metrics is not None:

@@ -35,17 +35,20 @@ SECRET_KEYS: Final = frozenset(
 BULKY_KEYS: Final = frozenset({"image", "data", "body", "content"})
 MAX_VALUE_CHARS: Final = 500
 NOISY_LOGGERS: Final = ("alembic", "botocore", "boto3", "urllib3", "aiosqlite", "httpx")
-_BASE64ISH: Final = re.compile(r"[A-Za-z0-9+/=_-]{200,}")
+_BASE64ISH_MIN: Final = 200  # shorter runs are ids and keys (a sha256 is 64), worth logging
+_BASE64ISH: Final = re.compile(rf"[A-Za-z0-9+/=_-]{{{_BASE64ISH_MIN},}}")
 
 
 def _redact_value(key: str, value: Any) -> Any:
     lowered = key.lower()
-    if lowered in SECRET_KEYS or lowered.endswith(("_token", "_secret", "_key")):
+    if _is_secret(key):
         return "[redacted]"
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if isinstance(value, str):
-        if lowered in BULKY_KEYS and len(value) > 64:
+        if len(value) < _BASE64ISH_MIN:  # the common case: short, nothing to hide
+            return value
+        if lowered in BULKY_KEYS:
             return f"<{len(value)} chars>"
         value = _BASE64ISH.sub(lambda m: f"<{len(m.group())} chars>", value)
         if len(value) > MAX_VALUE_CHARS:
@@ -56,9 +59,23 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
+def _is_secret(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in SECRET_KEYS or lowered.endswith(("_token", "_secret", "_key"))
+
+
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """A structlog processor: no secrets, no image bytes, no huge values."""
-    return {key: _redact_value(key, value) for key, value in event_dict.items()}
+    for key, value in event_dict.items():
+        # the common case, short plain values under ordinary keys, is left alone quickly
+        kind = type(value)
+        if (kind is str and len(value) < _BASE64ISH_MIN) or kind in (int, float, bool):
+            if not _is_secret(key):
+                continue
+        elif value is None:
+            continue
+        event_dict[key] = _redact_value(key, value)
+    return event_dict
 
 
 def configure_logging(

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from snapreport.errors import SessionBusy
+from snapreport.session.engine import SessionEngine
 from snapreport.session.history import Message
 from snapreport.session.stores.base import Lease, SessionPage, SessionStore
 from snapreport.vision.base import Analysis, Image, Verification, VisionModel
@@ -32,6 +34,7 @@ class Metrics:
         self.turns = Counter(
             "snapreport_turns", "Messages handled, by the state after them.", ["state"], registry=r
         )
+        self._turns_by_state: dict[str, Counter] = {}
         self.duplicates = Counter(
             "snapreport_duplicate_messages",
             "Repeated message ids answered from memory.",
@@ -68,6 +71,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+
+    def turn(self, state: str) -> None:
+        """Count one handled message (children cached: ``labels()`` is slow per call)."""
+        child = self._turns_by_state.get(state)
+        if child is None:
+            child = self._turns_by_state[state] = self.turns.labels(state)
+        child.inc()
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
@@ -134,6 +144,41 @@ class TimedVision:
 
 
 ExpiryCheck = Callable[[str, bytes], bool]
+
+
+class _Head(msgspec.Struct, array_like=True):
+    """The leading and trailing fields of a stored session record; the bulky middle (slots
+    and history) is skipped, not decoded."""
+
+    state: str
+    slots: msgspec.Raw
+    turns: msgspec.Raw
+    version: int
+    created_at: float
+    updated_at: float
+
+
+_head_decoder = msgspec.msgpack.Decoder(_Head)
+
+
+def expired_while_pending(engine: SessionEngine) -> ExpiryCheck:
+    """A check whether a stored blob is a session that expired while not idle.
+
+    It runs on every turn, so it reads only the record's head; a record it cannot read that
+    way (the layout changed) is decoded in full instead.
+    """
+    ttl = engine.config.ttl_seconds
+
+    def check(user_id: str, blob: bytes) -> bool:
+        try:
+            head = _head_decoder.decode(blob)
+            state, updated_at = head.state, head.updated_at
+        except msgspec.DecodeError:
+            session = engine.codec.decode(user_id, blob)
+            state, updated_at = session.state, session.updated_at
+        return state != "idle" and engine.now() >= updated_at + ttl
+
+    return check
 
 
 class ObservedSessionStore:

@@ -69,9 +69,10 @@ class Tokens:
             raise Unauthorized(f"the bearer token is not {what} token")
 
 
-def _tokens(request: Request) -> Tokens:
+def check_token(request: Request, scope: Scope) -> None:
+    """Raise ``Unauthorized`` unless the request carries a token for ``scope``."""
     tokens: Tokens = request.app.state.tokens
-    return tokens
+    tokens.check(scope, request.headers.get("authorization"))
 
 
 # the parameter only documents the scheme in OpenAPI; the header is read as it came
@@ -80,12 +81,12 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 
 async def require_api(request: Request, _: Bearer) -> None:
     """Dependency of the message and user endpoints."""
-    _tokens(request).check("api", request.headers.get("authorization"))
+    check_token(request, "api")
 
 
 async def require_admin(request: Request, _: Bearer) -> None:
     """Dependency of the admin endpoints."""
-    _tokens(request).check("admin", request.headers.get("authorization"))
+    check_token(request, "admin")
 
 
 def is_loopback(host: str) -> bool:

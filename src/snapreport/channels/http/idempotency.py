@@ -51,17 +51,28 @@ class Idempotency:
     def key(user_id: str, message_id: str) -> str:
         return f"msg:{user_id}:{message_id}"
 
-    async def remembered(self, user_id: str, message_id: str) -> Answer | None:
-        """The stored answer of an earlier message with this id, if its turn has finished."""
-        return _answer(await self._kv.get(self.key(user_id, message_id)))
-
     async def run(
-        self, user_id: str, message_id: str, turn: Callable[[], Awaitable[Answer]]
+        self,
+        user_id: str,
+        message_id: str,
+        turn: Callable[[], Awaitable[Answer]],
+        *,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[Answer, bool]:
-        """``(answer, duplicate)``: run ``turn`` unless this message was or is being handled."""
+        """``(answer, duplicate)``: run ``turn`` unless this message was or is being handled.
+
+        ``admit`` runs first for a message that is not a duplicate (the rate limit): if it
+        raises, the message is not claimed and its retry is a new message again.
+        """
         key = self.key(user_id, message_id)
         while True:
             if await self._kv.set_if_absent(key, _PENDING, ttl_seconds=self._claim_ttl):
+                if admit is not None:
+                    try:
+                        await admit()
+                    except BaseException:
+                        await _forget(self._kv, key)
+                        raise
                 return await self._run_claimed(key, turn), False
             answer = await self._wait(key)
             if answer is not None:

@@ -15,11 +15,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from snapreport.channels.http.auth import require_api
+from snapreport.channels.http.auth import check_token
 from snapreport.channels.http.errors import (
     InvalidRequest,
     MalformedJson,
@@ -37,9 +38,8 @@ from snapreport.channels.http.schemas import (
     MessageForm,
     MessageIn,
     MessageOut,
-    ReplyOut,
 )
-from snapreport.channels.http.state import HttpState, State
+from snapreport.channels.http.state import HttpState, get_state
 from snapreport.errors import ImageTooLarge
 from snapreport.logs import bind
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
@@ -86,45 +86,53 @@ OPENAPI_BODY: dict[str, Any] = {
     "/api/v1/messages",
     response_model=MessageOut,
     responses=_ERRORS,
-    dependencies=[Depends(require_api)],
-    openapi_extra=OPENAPI_BODY,
+    openapi_extra={**OPENAPI_BODY, "security": [{"HTTPBearer": []}]},
     tags=["messages"],
     summary="Send one user message and get the assistant's answer",
 )
-async def post_message(request: Request, state: State) -> dict[str, Any]:
+async def post_message(request: Request) -> Response:
+    # the hot path: auth and state are read directly rather than through dependencies, and
+    # the answer is serialised once, by us
+    state = get_state(request)
+    check_token(request, "api")
     parsed = await _read(request, state)
     request.state.user_id = parsed.user_id
     bind(user_id=parsed.user_id)
     if parsed.message_id is None:
         await state.limiter.hit(parsed.user_id)
-        return await _turn(state, parsed)
-    remembered = await state.idempotency.remembered(parsed.user_id, parsed.message_id)
-    if remembered is not None:
-        state.metrics.duplicates.inc()
-        return {**remembered, "duplicate": True}
-    await state.limiter.hit(parsed.user_id)
+        return _respond(await _turn(state, parsed), duplicate=False)
     answer, duplicate = await state.idempotency.run(
-        parsed.user_id, parsed.message_id, lambda: _turn(state, parsed)
+        parsed.user_id,
+        parsed.message_id,
+        lambda: _turn(state, parsed),
+        admit=lambda: state.limiter.hit(parsed.user_id),
     )
     if duplicate:
         state.metrics.duplicates.inc()
-    return {**answer, "duplicate": duplicate}
+    return _respond(answer, duplicate=duplicate)
+
+
+def _respond(answer: dict[str, Any], *, duplicate: bool) -> Response:
+    body = json.dumps({**answer, "duplicate": duplicate}, ensure_ascii=False).encode()
+    return Response(body, media_type="application/json")
 
 
 async def _turn(state: HttpState, parsed: _Parsed) -> dict[str, Any]:
     outcome = await state.app.assistant.handle(parsed.user_id, parsed.event)
-    state.metrics.turns.labels(outcome.state).inc()
+    state.metrics.turn(outcome.state)
     return _answer(parsed.message_id, outcome)
 
 
 def _answer(message_id: str | None, outcome: Outcome) -> dict[str, Any]:
-    return MessageOut(
-        message_id=message_id,
-        duplicate=False,
-        replies=[ReplyOut(type=r.type, text=r.text) for r in outcome.replies],
-        state=outcome.state,
-        order=order_out(outcome.order) if outcome.order is not None else None,
-    ).model_dump(mode="json")
+    """The ``MessageOut`` body as plain JSON values (built directly: this runs every turn)."""
+    order = outcome.order
+    return {
+        "message_id": message_id,
+        "duplicate": False,
+        "replies": [{"type": r.type, "text": r.text} for r in outcome.replies],
+        "state": outcome.state,
+        "order": order_out(order).model_dump(mode="json") if order is not None else None,
+    }
 
 
 # -- reading the body ------------------------------------------------------------------------
@@ -144,13 +152,12 @@ async def _read(request: Request, state: HttpState) -> _Parsed:
 async def _read_json(request: Request, state: HttpState) -> _Parsed:
     raw = await request.body()
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise MalformedJson("the body is not valid JSON") from None
-    try:
-        message = MessageIn.model_validate(body)
+        message = MessageIn.model_validate_json(raw)
     except ValidationError as exc:
-        raise InvalidRequest(describe_validation(exc.errors())) from None
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise MalformedJson("the body is not valid JSON") from None
+        raise InvalidRequest(describe_validation(errors)) from None
     event: Event
     if message.image is not None:
         data = decode_base64(message.image.data, state.app.settings.media.max_bytes)

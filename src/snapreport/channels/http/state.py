@@ -26,10 +26,16 @@ class HttpState:
 
 
 def get_state(request: Request) -> HttpState:
+    """The shared state, or ``Unavailable`` outside the lifespan."""
     state: HttpState | None = getattr(request.app.state, "http", None)
     if state is None:
         raise Unavailable("the service is starting or stopping")
     return state
 
 
-State = Annotated[HttpState, Depends(get_state)]
+async def state_dependency(request: Request) -> HttpState:
+    # async, so FastAPI does not send it to a thread pool
+    return get_state(request)
+
+
+State = Annotated[HttpState, Depends(state_dependency)]
