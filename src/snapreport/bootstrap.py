@@ -100,7 +100,7 @@ def _redis_url(settings: Settings) -> str:
 async def start_channels(app: App, stack: AsyncExitStack) -> None:
     """Start the background channels the settings enable; close them with ``stack``."""
     if app.settings.wecom.enabled:
-        from snapreport.channels.wecom.channel import WeComChannel  # type: ignore[import-not-found,unused-ignore]
+        from snapreport.channels.wecom.channel import WeComChannel
 
         wecom = await WeComChannel.start(app)
         stack.push_async_callback(wecom.aclose)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,6 +30,7 @@ from snapreport.channels.http.idempotency import Idempotency, RateLimiter
 from snapreport.channels.http.middleware import RequestContext
 from snapreport.channels.http.schemas import MessageForm, MessageIn
 from snapreport.channels.http.state import HttpState
+from snapreport.channels.wecom import callback as wecom_callback
 from snapreport.config import Settings
 from snapreport.logs import configure_logging, get_logger
 from snapreport.metrics import Metrics
@@ -82,7 +82,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     app.include_router(users.router)
     app.include_router(admin.router)
     app.include_router(health.router)
-    _include_wecom(app)
+    # always mounted: it answers 404 wecom_not_configured when WeCom is not configured
+    app.include_router(wecom_callback.router)
     _serve_web_page(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -140,15 +141,6 @@ def _claim_ttl(settings: Settings) -> float:
     vision = settings.vision
     model = vision.timeout_seconds * (vision.max_retries + 1) * 2 if vision.enabled else 0.0
     return settings.session.lock_timeout_seconds + model + 30.0
-
-
-def _include_wecom(app: FastAPI) -> None:
-    # the WeCom callback router is always mounted; it answers 404 when WeCom is not configured
-    if importlib.util.find_spec("snapreport.channels.wecom.callback") is None:
-        return
-    from snapreport.channels.wecom.callback import router as wecom_router
-
-    app.include_router(wecom_router)
 
 
 def _serve_web_page(app: FastAPI) -> None:
