@@ -50,9 +50,16 @@ class App:
 
 
 def sqlite_session_path(settings: Settings) -> Path:
-    """The SQLite session database file (the key-value table shares it)."""
+    """The SQLite session database file."""
     url = settings.session.url or str(settings.data_dir / "sessions.db")
     return Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+
+
+def sqlite_kv_path(settings: Settings) -> Path:
+    """The key-value store's file, next to the session database (``sessions-kv.db``): its own
+    file, so its writes never wait for session commits or the other way round."""
+    path = sqlite_session_path(settings)
+    return path.with_name(f"{path.stem}-kv{path.suffix or '.db'}")
 
 
 def build_session_store(settings: Settings, clock: Clock) -> SessionStore:
@@ -82,7 +89,7 @@ def build_kv(settings: Settings, clock: Clock) -> KeyValueStore:
     if s.backend == "sqlite":
         from snapreport.kv.sqlite import SqliteKeyValueStore
 
-        return SqliteKeyValueStore(sqlite_session_path(settings), clock=clock)
+        return SqliteKeyValueStore(sqlite_kv_path(settings), clock=clock)
     if s.backend == "redis":
         from snapreport.kv.redis import RedisKeyValueStore
 

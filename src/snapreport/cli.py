@@ -36,12 +36,17 @@ cli = typer.Typer(
 sessions_cli = typer.Typer(help="List, show and clear sessions.", no_args_is_help=True)
 cli.add_typer(sessions_cli, name="sessions")
 
-out = Console()
-err = Console(stderr=True)
+
+def out() -> Console:
+    return Console()
+
+
+def err() -> Console:
+    return Console(stderr=True)
 
 
 def fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -152,7 +157,7 @@ def diagram() -> None:
 
 def _memory_note(settings: Settings) -> None:
     if settings.session.backend == "memory":
-        err.print(
+        err().print(
             "note: the memory session store lives inside the server process; this command only "
             "sees its own (empty) store. Use the admin API or the sqlite/redis backend.",
             style="yellow",
@@ -192,9 +197,9 @@ def sessions_ls(
                 _when(s.updated_at),
                 _ago(max(0.0, s.expires_at(ttl) - now)),
             )
-        out.print(table)
+        out().print(table)
         if page.next_cursor:
-            out.print(f"more: snapreport sessions ls --cursor {page.next_cursor}")
+            out().print(f"more: snapreport sessions ls --cursor {page.next_cursor}")
 
     run(main)
 
@@ -215,14 +220,14 @@ def sessions_show(user: Annotated[str, typer.Argument(help="The user id.")]) -> 
             fail(f"no session for user {user!r}")
         session = info.session
         status = "expired" if info.expired else f"expires in {_ago(info.expires_at - now)}"
-        out.print(f"[bold]{session.user_id}[/]  state [cyan]{session.state}[/]  {status}")
+        out().print(f"[bold]{session.user_id}[/]  state [cyan]{session.state}[/]  {status}")
         for name in session.slots.__struct_fields__:
             value = getattr(session.slots, name)
             if value not in ("", None, 0, []):
-                out.print(f"  {name}: {value}", highlight=False)
+                out().print(f"  {name}: {value}", highlight=False)
         for message in session.history.messages():
             images = "".join(f" [photo {i.key}]" for i in message.images)
-            out.print(f"[dim]{message.role}:[/] {message.text}{images}", highlight=False)
+            out().print(f"[dim]{message.role}:[/] {message.text}{images}", highlight=False)
 
     run(main)
 
@@ -240,7 +245,7 @@ def sessions_clear(user: Annotated[str, typer.Argument(help="The user id.")]) ->
             return await app.engine.clear(user)
 
     if run(main):
-        out.print(f"cleared the session of {user}")
+        out().print(f"cleared the session of {user}")
     else:
         fail(f"no session for user {user!r}")
 

@@ -78,6 +78,20 @@ def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+class _Stdout:
+    """Writes to whatever ``sys.stdout`` is at the time (it may be swapped after configuring,
+    by test runners or daemonising), never to a stream that has since been closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+
 def configure_logging(
     level: str = "INFO", *, json: bool | None = None, stream: TextIO | None = None
 ) -> None:
@@ -85,7 +99,7 @@ def configure_logging(
 
     ``json`` defaults to "not a terminal". Safe to call again (tests do, with a ``stream``).
     """
-    out = stream if stream is not None else sys.stdout
+    out: TextIO = stream if stream is not None else _Stdout()  # type: ignore[assignment]
     if json is None:
         json = not out.isatty()
     numeric = logging.getLevelName(level.upper())

@@ -1,9 +1,9 @@
 """``SqliteKeyValueStore``: keys in one SQLite table, shared by every process on one machine.
 
-The table may live in the session database file. The journal is WAL and writers wait (busy
-timeout) rather than fail, so several worker processes can share it. Every statement runs in a
-worker thread so the event loop never waits on the disk; one connection per store, guarded by
-a lock, because sqlite3 connections must not be used by two threads at once.
+Bootstrap gives it a file of its own next to the session database. The journal is WAL and
+writers wait (busy timeout) rather than fail, so several worker processes can share it. Every
+statement runs in a worker thread so the event loop never waits on the disk; one connection per
+store, guarded by a lock, because sqlite3 connections must not be used by two threads at once.
 """
 
 from __future__ import annotations
