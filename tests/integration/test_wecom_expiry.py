@@ -7,7 +7,7 @@ import asyncio
 import io
 import time
 from collections.abc import AsyncIterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +257,34 @@ async def test_a_pending_close_gets_its_own_notice(
     assert await notifier.run_once() == 1
     [(_, text)] = recorder.sent
     assert f"工单 {order.number} 的结单" in text
+
+
+class SwallowingTimers(MemoryExpiryTimers):
+    """Timers whose claim eats a cancellation, as a driver that shields its commands does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+
+    async def claim_due(self, now: float, limit: int) -> list[str]:
+        self.entered.set()
+        with suppress(asyncio.CancelledError):
+            await asyncio.sleep(3_600)
+        return []
+
+
+async def test_the_poller_stops_even_when_a_driver_eats_the_cancellation(
+    ctx: App, recorder: Recorder
+) -> None:
+    timers = SwallowingTimers()
+    poller = asyncio.create_task(
+        ExpiryNotifier(timers, ctx.engine, recorder, poll_seconds=3_600).run()
+    )
+    await timers.entered.wait()
+    poller.cancel()
+    done, _ = await asyncio.wait({poller}, timeout=10)
+    assert poller in done
+    assert poller.cancelled()
 
 
 def test_notice_texts_in_both_languages() -> None:

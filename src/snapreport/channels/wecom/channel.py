@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Final
 
 import httpx
@@ -55,7 +55,18 @@ log = logging.getLogger(__name__)
 # WeCom retries a push for seconds; a day also covers a replay of an old, validly signed one
 DEDUPE_TTL_SECONDS: Final = 86_400.0
 DEFAULT_DRAIN_SECONDS: Final = 15.0
+CANCEL_GRACE_SECONDS: Final = 5.0
 REPLY_SEPARATOR: Final = "\n\n"
+
+
+async def _settle(tasks: set[asyncio.Task[None]], what: str) -> None:
+    """Wait a little for cancelled tasks to finish; never hang shutdown on one that does not."""
+    _, stuck = await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS)
+    for task in tasks - stuck:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("WeCom: %s ended with %r", what, task.exception())
+    if stuck:
+        log.warning("WeCom: %s did not stop within %s s", what, CANCEL_GRACE_SECONDS)
 
 
 def build_expiry_timers(settings: Settings) -> ExpiryTimers:
@@ -181,15 +192,14 @@ class WeComChannel:
         self._closing = True
         if self._poller is not None:
             self._poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._poller
+            await _settle({self._poller}, "the expiry poller")
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self._drain_seconds)
-            for task in pending:
-                task.cancel()
             if pending:
                 log.warning("WeCom: %d messages were cut off at shutdown", len(pending))
-                await asyncio.wait(pending)
+                for task in pending:
+                    task.cancel()
+                await _settle(pending, "messages in flight")
         await self.client.aclose()
         await self._timers.aclose()
 

@@ -84,11 +84,16 @@ class ExpiryNotifier:
 
     async def run(self) -> None:
         """Poll for due timers until cancelled; a failing round is logged and retried."""
+        task = asyncio.current_task()
         while True:
             try:
                 await self.run_once()
             except Exception:
                 log.exception("expiry notices: a polling round failed")
+            # a driver may turn the cancellation into an error of its own, which the round
+            # then logs: the task's cancelling count still says we were asked to stop
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(self._poll)
 
     async def run_once(self) -> int:
