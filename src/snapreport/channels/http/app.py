@@ -32,8 +32,10 @@ from snapreport.channels.http.schemas import MessageForm, MessageIn
 from snapreport.channels.http.state import HttpState
 from snapreport.channels.wecom import callback as wecom_callback
 from snapreport.config import Settings
+from snapreport.errors import SnapreportError
 from snapreport.logs import configure_logging, get_logger
 from snapreport.metrics import Metrics
+from snapreport.session.engine import SessionEngine
 
 log = get_logger("snapreport.http")
 
@@ -111,9 +113,7 @@ def _lifespan(
                 idempotency=Idempotency(kv, claim_ttl_seconds=_claim_ttl(settings)),
                 limiter=RateLimiter(kv, per_minute=settings.rate_limit_per_minute, clock=clock),
             )
-            sweeper = asyncio.create_task(
-                ctx.engine.run_sweeper(SWEEP_INTERVAL_SECONDS), name="session-sweeper"
-            )
+            sweeper = asyncio.create_task(_sweep(ctx.engine), name="session-sweeper")
             tokens: Tokens = app.state.tokens
             log.info(
                 "started",
@@ -126,14 +126,35 @@ def _lifespan(
             try:
                 yield
             finally:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await sweeper
+                await _stop(sweeper)
                 app.state.http = None
                 app.state.wecom = None
                 log.info("stopped")
 
     return lifespan
+
+
+async def _sweep(engine: SessionEngine) -> None:
+    """Purge expired sessions off the request path; a store that is away only delays it."""
+    while True:
+        try:
+            await engine.run_sweeper(SWEEP_INTERVAL_SECONDS)
+        except SnapreportError as exc:
+            log.warning("session_sweep_failed", code=exc.code, error=exc.message)
+            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+
+
+async def _stop(task: asyncio.Task[None], attempts: int = 3, wait_seconds: float = 1.0) -> None:
+    """Cancel ``task`` and wait for it, boundedly: a driver may swallow one cancellation
+    (redis-py can), and shutdown must not hang on a background sweep."""
+    for _ in range(attempts):
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=wait_seconds)
+        if done:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("sweeper_failed", error=repr(task.exception()))
+            return
+    log.warning("sweeper_did_not_stop")
 
 
 def _claim_ttl(settings: Settings) -> float:
