@@ -9,9 +9,11 @@ class KeyValueStore(Protocol):
     """Bytes under string keys, each with its own time to live. Errors: ``StoreUnavailable``."""
 
     async def get(self, key: str) -> bytes | None:
+        """The live value under ``key``, or None (absent or expired)."""
         ...
 
     async def set(self, key: str, value: bytes, *, ttl_seconds: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl_seconds``, replacing what was there."""
         ...
 
     async def set_if_absent(self, key: str, value: bytes, *, ttl_seconds: float) -> bool:
@@ -19,6 +21,7 @@ class KeyValueStore(Protocol):
         ...
 
     async def delete(self, key: str) -> None:
+        """Forget ``key`` (nothing happens if it is absent)."""
         ...
 
     async def incr(self, key: str, *, ttl_seconds: float) -> int:
@@ -26,4 +29,5 @@ class KeyValueStore(Protocol):
         ...
 
     async def aclose(self) -> None:
+        """Release connections (a store the caller handed in is left open)."""
         ...
