@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import math
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -25,7 +26,7 @@ from snapreport.logs import get_logger
 log = get_logger("snapreport.http")
 
 ANSWER_TTL_SECONDS: Final = 86_400.0
-_PENDING: Final = b"pending"
+_PENDING: Final = b"pending:"
 _DONE: Final = b"done:"
 _POLL_START: Final = 0.01
 _POLL_MAX: Final = 0.25
@@ -66,24 +67,27 @@ class Idempotency:
         """
         key = self.key(user_id, message_id)
         while True:
-            if await self._kv.set_if_absent(key, _PENDING, ttl_seconds=self._claim_ttl):
+            claim = _PENDING + secrets.token_hex(8).encode()
+            if await self._kv.set_if_absent(key, claim, ttl_seconds=self._claim_ttl):
                 if admit is not None:
                     try:
                         await admit()
                     except BaseException:
-                        await _forget(self._kv, key)
+                        await _forget(self._kv, key, claim)
                         raise
-                return await self._run_claimed(key, turn), False
+                return await self._run_claimed(key, claim, turn), False
             answer = await self._wait(key)
             if answer is not None:
                 return answer, True
             # the first attempt failed and gave its claim up: try to claim it ourselves
 
-    async def _run_claimed(self, key: str, turn: Callable[[], Awaitable[Answer]]) -> Answer:
+    async def _run_claimed(
+        self, key: str, claim: bytes, turn: Callable[[], Awaitable[Answer]]
+    ) -> Answer:
         try:
             answer = await turn()
         except BaseException:
-            await _forget(self._kv, key)
+            await _forget(self._kv, key, claim)
             raise
         try:
             await self._kv.set(key, _DONE + _encode(answer), ttl_seconds=self._answer_ttl)
@@ -143,7 +147,13 @@ def _answer(value: bytes | None) -> Answer | None:
     return decoded
 
 
-async def _forget(kv: KeyValueStore, key: str) -> None:
-    # the claim expires on its own; the original error matters more
+async def _forget(kv: KeyValueStore, key: str, claim: bytes) -> None:
+    """Give up our claim, unless it expired and someone else's claim or answer is there now."""
+
+    async def forget() -> None:
+        if await kv.get(key) == claim:
+            await kv.delete(key)
+
+    # the claim expires on its own anyway; the original error matters more
     with contextlib.suppress(StoreUnavailable, asyncio.CancelledError):
-        await asyncio.shield(kv.delete(key))
+        await asyncio.shield(forget())
