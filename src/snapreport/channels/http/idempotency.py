@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
+
+import msgspec
 
 from snapreport.errors import RateLimited, SessionBusy, SnapreportError, StoreUnavailable
 from snapreport.kv.base import KeyValueStore
@@ -136,14 +137,20 @@ class RateLimiter:
             )
 
 
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+
+
 def _encode(answer: Answer) -> bytes:
-    return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON (as ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))``
+    wrote it, so workers of either version read each other's answers)."""
+    return _encoder.encode(answer)
 
 
 def _answer(value: bytes | None) -> Answer | None:
     if value is None or not value.startswith(_DONE):
         return None
-    decoded: Answer = json.loads(value[len(_DONE) :])
+    decoded: Answer = _decoder.decode(memoryview(value)[len(_DONE) :])
     return decoded
 
 
