@@ -8,9 +8,10 @@ limit is passed; and logs one access line and observes the request's duration wh
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
+from collections.abc import Callable
 from typing import Final
 
 import structlog
@@ -25,6 +26,7 @@ log = get_logger("snapreport.http")
 REQUEST_ID_HEADER: Final = "x-request-id"
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+_MAX_OBSERVERS: Final = 256
 
 
 class RequestContext:
@@ -34,6 +36,8 @@ class RequestContext:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        # (method, status) -> the histogram's child: ``labels()`` is slow per call
+        self._observers: dict[tuple[str, int], Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +72,7 @@ class RequestContext:
             await self.app(scope, self._capped(receive), send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(scope["method"], str(status)).observe(elapsed)
+            self._observer(scope["method"], status)(elapsed)
             path = scope.get("path", "")
             if path not in _QUIET_PATHS or status >= 400:
                 log.info(
@@ -80,6 +84,14 @@ class RequestContext:
                     user_id=scope.get("state", {}).get("user_id"),
                 )
             structlog.contextvars.clear_contextvars()
+
+    def _observer(self, method: str, status: int) -> Callable[[float], None]:
+        observe = self._observers.get((method, status))
+        if observe is None:
+            observe = self.metrics.requests.labels(method, str(status)).observe
+            if len(self._observers) < _MAX_OBSERVERS:  # methods are client-chosen: bounded
+                self._observers[(method, status)] = observe
+        return observe
 
     def _capped(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes
@@ -105,7 +117,7 @@ def _request_id(scope: Scope) -> str:
             if _REQUEST_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as a uuid4's hex, at a fraction of the cost
 
 
 def _content_length(scope: Scope) -> int | None:
