@@ -2,12 +2,17 @@
 
 A *turn* is one user message and the assistant replies to it. History is trimmed by whole
 turns, so it can never start with an assistant message (the seed trimmed by message count).
+
+Messages and parts are frozen msgspec structs. Every part is checked when it enters a history
+(``History.add``), so whatever a history holds can be stored; a refused message leaves the
+history as it was.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -18,16 +23,26 @@ ROLES: frozenset[str] = frozenset({"user", "assistant"})
 
 DEFAULT_MAX_TURNS = 10
 DEFAULT_MAX_TEXT_CHARS = 4000
+MAX_PARTS_PER_MESSAGE: Final = 32
+MAX_MEDIA_KEY_CHARS: Final = 512
+MAX_MIME_CHARS: Final = 100
 IMAGE_PLACEHOLDER = "[earlier photo, not shown]"
 
+# a lone surrogate cannot be encoded as UTF-8, so a text holding one could never be stored
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_MAX_INT: Final = 2**53  # sizes and pixel counts; beyond this an "int" is certainly garbage
 
-class TextPart(msgspec.Struct, frozen=True, tag="text", array_like=True):
+
+# gc=False: parts and messages are frozen and hold only strings, ints and tuples of parts, so
+# they can never be part of a reference cycle; untracked, they decode faster and cost the
+# collector nothing.
+class TextPart(msgspec.Struct, frozen=True, tag="text", array_like=True, gc=False):
     """A piece of text in a message."""
 
     text: str
 
 
-class ImagePart(msgspec.Struct, frozen=True, tag="image", array_like=True):
+class ImagePart(msgspec.Struct, frozen=True, tag="image", array_like=True, gc=False):
     """A reference to a stored image: its media key and what we know of it, never its bytes."""
 
     key: str
@@ -40,7 +55,7 @@ class ImagePart(msgspec.Struct, frozen=True, tag="image", array_like=True):
 Part = TextPart | ImagePart
 
 
-class Message(msgspec.Struct, frozen=True, array_like=True):
+class Message(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One message: who said it and what, as a tuple of parts."""
 
     role: Role
@@ -58,28 +73,38 @@ class Message(msgspec.Struct, frozen=True, array_like=True):
 
 Turn = list[Message]
 Content = str | Part | Sequence[Part | str | dict[str, Any]]
+# A stored turn stays encoded (msgspec.Raw, a view of the stored bytes) until someone reads it:
+# most turns only append, so they never pay for decoding the history they carry.
+StoredTurn = Turn | msgspec.Raw
+_TURN_DECODER: Final = msgspec.msgpack.Decoder(list[Message])
 
 
 def make_content(content: Content, *, max_text_chars: int) -> tuple[Part, ...]:
-    """Normalise what a caller passes as content into parts, refusing anything malformed."""
+    """Normalise what a caller passes as content into checked parts, refusing anything else.
+
+    Raises ``TextTooLong`` for a text part over ``max_text_chars`` and ``InvalidHistory`` for
+    anything that is not text or a well-formed image reference.
+    """
+    if type(content) is str:  # the common case, first
+        return (_check_part(TextPart(content), max_text_chars),)
+    value: object = content  # callers pass anything at run time
     raw: Iterable[object]
-    if isinstance(content, str | TextPart | ImagePart):
-        raw = (content,)
-    elif isinstance(content, Sequence):
-        raw = content
-    else:
-        raise InvalidHistory(f"content must be text, a part or a list of parts, not {_kind(content)}")
-    parts: list[Part] = []
-    for item in raw:
-        part = _make_part(item)
-        if isinstance(part, TextPart) and len(part.text) > max_text_chars:
-            raise TextTooLong(
-                f"a text part has {len(part.text)} characters; the limit is {max_text_chars}"
+    if isinstance(value, str | TextPart | ImagePart):
+        raw = (value,)
+    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        raw = value
+        if len(value) > MAX_PARTS_PER_MESSAGE:
+            raise InvalidHistory(
+                f"a message has {len(value)} parts; the limit is {MAX_PARTS_PER_MESSAGE}"
             )
-        parts.append(part)
+    else:
+        raise InvalidHistory(
+            f"content must be text, a part or a list of parts, not {_kind(content)}"
+        )
+    parts = tuple(_check_part(_make_part(item), max_text_chars) for item in raw)
     if not parts:
         raise InvalidHistory("a message needs at least one part")
-    return tuple(parts)
+    return parts
 
 
 def _make_part(item: object) -> Part:
@@ -88,11 +113,68 @@ def _make_part(item: object) -> Part:
     if isinstance(item, str):
         return TextPart(item)
     if isinstance(item, dict):
-        try:
-            return msgspec.convert(item, Part)
-        except msgspec.ValidationError as exc:
-            raise InvalidHistory(f"malformed content part {sorted(item)}: {exc}") from exc
+        return _part_from_dict(item)
     raise InvalidHistory(f"a content part must be text or an image reference, not {_kind(item)}")
+
+
+_PART_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "text": ("text",),
+    "image": ("key", "mime", "size", "width", "height"),
+}
+
+
+def _part_from_dict(item: dict[Any, Any]) -> Part:
+    """``{"type": "text", "text": ...}`` or ``{"type": "image", "key": ..., "mime": ...,
+    "size": ..., "width": ..., "height": ...}``, exactly those keys."""
+    kind = item.get("type")
+    fields = _PART_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise InvalidHistory(f"a content part's type must be 'text' or 'image', not {kind!r}")
+    keys = set(item) - {"type"}
+    if keys != set(fields):
+        missing = ", ".join(sorted(set(fields) - keys)) or "none"
+        unknown = ", ".join(sorted(map(str, keys - set(fields)))) or "none"
+        raise InvalidHistory(
+            f"malformed {kind} part: missing fields: {missing}; unknown fields: {unknown}"
+        )
+    if kind == "text":
+        return TextPart(item["text"])
+    return ImagePart(*(item[name] for name in fields))
+
+
+def _check_part(part: Part, max_text_chars: int) -> Part:
+    """The part itself if it can be stored; struct constructors do not check field types."""
+    if isinstance(part, TextPart):
+        text = part.text
+        if not isinstance(text, str):
+            raise InvalidHistory(f"a text part must hold a string, not {_kind(text)}")
+        if len(text) > max_text_chars:
+            raise TextTooLong(
+                f"a text part has {len(text)} characters; the limit is {max_text_chars}"
+            )
+        _check_encodable(text, "a text part")
+        return part
+    for name, limit in (("key", MAX_MEDIA_KEY_CHARS), ("mime", MAX_MIME_CHARS)):
+        value = getattr(part, name)
+        if not isinstance(value, str) or not value:
+            raise InvalidHistory(f"an image part's {name} must be a non-empty string")
+        if len(value) > limit:
+            raise InvalidHistory(
+                f"an image part's {name} has {len(value)} characters; the limit is {limit}"
+            )
+        _check_encodable(value, f"an image part's {name}")
+    for name in ("size", "width", "height"):
+        value = getattr(part, name)
+        if type(value) is not int or not 0 <= value <= _MAX_INT:
+            raise InvalidHistory(
+                f"an image part's {name} must be a non-negative integer, not {value!r}"
+            )
+    return part
+
+
+def _check_encodable(text: str, what: str) -> None:
+    if not text.isascii() and _SURROGATE.search(text):
+        raise InvalidHistory(f"{what} holds a lone surrogate, which is not valid Unicode text")
 
 
 def _kind(value: object) -> str:
@@ -100,20 +182,24 @@ def _kind(value: object) -> str:
 
 
 class History:
-    """The last ``max_turns`` turns of a conversation."""
+    """The last ``max_turns`` turns of a conversation, oldest first.
+
+    Only ``add`` (and its two shorthands) and ``clear`` change it; what they refuse raises a
+    subclass of ``InvalidInput`` and changes nothing.
+    """
 
     __slots__ = ("_turns", "max_text_chars", "max_turns")
 
     def __init__(
         self,
-        turns: list[Turn] | None = None,
+        turns: Sequence[StoredTurn] | None = None,
         *,
         max_turns: int = DEFAULT_MAX_TURNS,
         max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
     ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
-        self._turns: list[Turn] = turns if turns is not None else []
+        self._turns: list[StoredTurn] = list(turns) if turns is not None else []
         self.max_turns = max_turns
         self.max_text_chars = max_text_chars
         self._trim()
@@ -123,13 +209,17 @@ class History:
         if role not in ROLES:
             raise InvalidHistory(f"role must be 'user' or 'assistant', not {role!r}")
         message = Message(role, make_content(content, max_text_chars=self.max_text_chars))  # type: ignore[arg-type]
+        turns = self._turns
         if role == "user":
-            self._turns.append([message])
+            turns.append([message])
             self._trim()
-        elif not self._turns:
+        elif not turns:
             raise InvalidHistory("history cannot start with an assistant message")
         else:
-            self._turns[-1].append(message)
+            last = turns[-1]
+            if type(last) is msgspec.Raw:
+                turns[-1] = last = _TURN_DECODER.decode(last)
+            last.append(message)
         return message
 
     def add_user(self, content: Content) -> Message:
@@ -144,11 +234,11 @@ class History:
     @property
     def turns(self) -> tuple[tuple[Message, ...], ...]:
         """A read-only view of the turns, oldest first."""
-        return tuple(tuple(turn) for turn in self._turns)
+        return tuple(tuple(turn) for turn in self._decoded())
 
     def messages(self) -> list[Message]:
         """Every message, oldest first (messages are immutable)."""
-        return [m for turn in self._turns for m in turn]
+        return [m for turn in self._decoded() for m in turn]
 
     def __iter__(self) -> Iterator[Message]:
         return iter(self.messages())
@@ -157,18 +247,24 @@ class History:
         """The number of turns."""
         return len(self._turns)
 
+    def __repr__(self) -> str:
+        return f"History(turns={len(self._turns)}, max_turns={self.max_turns})"
+
     def for_vision(
         self, max_images: int = 1, placeholder: str = IMAGE_PLACEHOLDER
     ) -> list[Message]:
         """A copy for a vision model: only the latest ``max_images`` images stay images.
 
-        Older images become a short text placeholder. Messages are immutable and the list is
-        new, so nothing a caller does to the result changes the history.
+        Older images become a short text placeholder. The list is new and messages and parts
+        are immutable, so the copy is as good as deep: nothing a caller does to the result
+        changes the history.
         """
+        if max_images < 0:
+            raise ValueError("max_images cannot be negative")
         out: list[Message] = []
         budget = max_images
         for message in reversed(self.messages()):
-            if not message.images:
+            if not any(isinstance(p, ImagePart) for p in message.content):
                 out.append(message)
                 continue
             parts: list[Part] = []
@@ -186,14 +282,27 @@ class History:
         out.reverse()
         return out
 
-    def raw_turns(self) -> list[Turn]:
-        """The stored turns themselves, for encoding."""
+    def raw_turns(self) -> list[StoredTurn]:
+        """The stored turns themselves, for encoding (do not change them): decoded ones and,
+        where nobody has read them, the encoded ones as they were loaded."""
         return self._turns
 
+    def _decoded(self) -> list[Turn]:
+        turns = self._turns
+        for i, turn in enumerate(turns):
+            if type(turn) is msgspec.Raw:
+                turns[i] = _TURN_DECODER.decode(turn)
+        return turns  # type: ignore[return-value]
+
     def _trim(self) -> None:
-        excess = len(self._turns) - self.max_turns
+        turns = self._turns
+        excess = len(turns) - self.max_turns
         if excess > 0:
-            del self._turns[:excess]
-        # a stored history may only start with a user message
-        while self._turns and (not self._turns[0] or self._turns[0][0].role != "user"):
-            del self._turns[0]
+            del turns[:excess]
+        # a history may only start with a user message; an encoded turn was checked when it
+        # was added, so only one given as messages can need this
+        while turns and type(turns[0]) is not msgspec.Raw:
+            first = turns[0]
+            if first and first[0].role == "user":
+                break
+            del turns[0]

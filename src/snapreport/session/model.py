@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 
-from snapreport.errors import InvalidSlotValue, InvalidState, InvalidUserId
+from snapreport.errors import InvalidHistory, InvalidSlotValue, InvalidState, InvalidUserId
 from snapreport.session.history import (
     DEFAULT_MAX_TEXT_CHARS,
     DEFAULT_MAX_TURNS,
     History,
     Message,
-    Turn,
 )
 
 State = Literal["idle", "waiting_location", "waiting_confirm", "waiting_close_photo"]
 STATES: Final[tuple[State, ...]] = get_args(State)
+_STATE_SET: Final[frozenset[str]] = frozenset(STATES)
 
 MAX_USER_ID_CHARS: Final = 64
 MAX_SLOT_CHARS: Final = 4000
+MAX_CHOICES: Final = 100
 _USER_ID = re.compile(r"[A-Za-z0-9_.@:\-]{1,64}")
 
 
@@ -40,31 +41,46 @@ def check_user_id(user_id: object) -> str:
     return user_id
 
 
-class Slots(msgspec.Struct, omit_defaults=True):
-    """What a pending report or close carries between messages."""
+SlotText = Annotated[str, msgspec.Meta(max_length=MAX_SLOT_CHARS)]
 
-    image_key: str = ""
-    image_mime: str = ""
-    analysis: str = ""
-    alarm_type: str = ""
+
+class Slots(msgspec.Struct, omit_defaults=True):
+    """What a pending report or close carries between messages.
+
+    The annotations are the storage rules (``Session.validate`` applies them before a commit):
+    texts of at most ``MAX_SLOT_CHARS`` characters, at most ``MAX_CHOICES`` choices.
+    """
+
+    image_key: SlotText = ""
+    image_mime: SlotText = ""
+    analysis: SlotText = ""
+    alarm_type: SlotText = ""
     confidence: float | None = None
-    location: str = ""
-    order_id: str = ""
-    alarm_id: str = ""
-    close_image_key: str = ""
+    location: SlotText = ""
+    order_id: SlotText = ""
+    alarm_id: SlotText = ""
+    close_image_key: SlotText = ""
     close_attempts: int = 0
-    choices: list[str] = msgspec.field(default_factory=list)
+    choices: Annotated[list[SlotText], msgspec.Meta(max_length=MAX_CHOICES)] = msgspec.field(
+        default_factory=list
+    )
 
     def copy(self) -> Slots:
         return msgspec.structs.replace(self, choices=list(self.choices))
 
 
-class _Record(msgspec.Struct, array_like=True):
+# Checking slots by a round trip through the storage format applies exactly the rules a decode
+# would (types, lengths, integer range, valid Unicode), at a fraction of a microsecond.
+_SLOTS_ENCODER: Final = msgspec.msgpack.Encoder()
+_SLOTS_DECODER: Final = msgspec.msgpack.Decoder(Slots)
+
+
+class _Record(msgspec.Struct, array_like=True, gc=False):
     """The stored form of a session (compact: positional MessagePack)."""
 
     state: State
     slots: Slots
-    turns: list[Turn]
+    turns: list[msgspec.Raw]  # each turn decoded only when read (see history.StoredTurn)
     version: int
     created_at: float
     updated_at: float
@@ -80,7 +96,12 @@ class ExpiredSession:
 
 
 class Session:
-    """One user's conversation: the state machine's state, its slots, and the recent history."""
+    """One user's conversation: the state machine's state, its slots, and the recent history.
+
+    ``version`` counts commits; ``created_at`` and ``updated_at`` are clock times (seconds);
+    ``expired_from`` is set by the engine when this turn found the previous session expired
+    while a report or close was pending (it is never stored).
+    """
 
     __slots__ = (
         "created_at",
@@ -134,21 +155,26 @@ class Session:
         return self.history.for_vision(max_images)
 
     def validate(self) -> None:
-        """Raise a specific error if the session cannot be stored as it is."""
-        if self.state not in STATES:
+        """Raise a specific error if the session cannot be stored as it is.
+
+        ``InvalidState`` for an unknown state, ``InvalidSlotValue`` for a slot of the wrong
+        type, too long, or not encodable, ``InvalidHistory`` if ``history`` is not a History.
+        """
+        if not isinstance(self.state, str) or self.state not in _STATE_SET:
             raise InvalidState(f"unknown state {self.state!r}; expected one of {', '.join(STATES)}")
-        if not isinstance(self.slots, Slots):
-            raise InvalidSlotValue("slots must be a Slots record")
-        for name in self.slots.__struct_fields__:
-            value = getattr(self.slots, name)
-            if isinstance(value, str) and len(value) > MAX_SLOT_CHARS:
-                raise InvalidSlotValue(
-                    f"slot {name!r} has {len(value)} characters; the limit is {MAX_SLOT_CHARS}"
-                )
+        if not isinstance(self.history, History):
+            raise InvalidHistory(f"history must be a History, not {type(self.history).__name__}")
+        slots = self.slots
+        if type(slots) is not Slots:
+            raise InvalidSlotValue(f"slots must be a Slots record, not {type(slots).__name__}")
         try:
-            msgspec.convert(msgspec.structs.asdict(self.slots), Slots)
+            _SLOTS_DECODER.decode(_SLOTS_ENCODER.encode(slots))
         except msgspec.ValidationError as exc:
-            raise InvalidSlotValue(f"a slot value cannot be stored: {exc}") from exc
+            raise InvalidSlotValue(f"a slot value cannot be stored: {exc}") from None
+        except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
+            # TypeError: an unsupported object; UnicodeEncodeError (a ValueError): a lone
+            # surrogate; OverflowError: an integer beyond 64 bits
+            raise InvalidSlotValue(f"a slot value cannot be stored: {exc}") from None
 
     def __repr__(self) -> str:
         return (
@@ -171,30 +197,36 @@ class SessionCodec:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(_Record)
 
-    def encode(self, session: Session) -> bytes:
+    def encode(
+        self,
+        session: Session,
+        *,
+        version: int | None = None,
+        updated_at: float | None = None,
+    ) -> bytes:
+        """The session as stored; ``version`` and ``updated_at`` replace the session's own
+        (a commit encodes the next version without touching the session before it lands)."""
         record = _Record(
             session.state,
             session.slots,
-            session.history.raw_turns(),
-            session.version,
+            session.history.raw_turns(),  # type: ignore[arg-type]  # Raw or decoded: both encode
+            session.version if version is None else version,
             session.created_at,
-            session.updated_at,
+            session.updated_at if updated_at is None else updated_at,
         )
         return self._encoder.encode(record)
 
     def decode(self, user_id: str, blob: bytes) -> Session:
+        """The session a blob holds; raises ``msgspec.DecodeError`` if it is not one."""
         record = self._decoder.decode(blob)
-        return Session(
-            user_id,
-            state=record.state,
-            slots=record.slots,
-            history=History(
-                record.turns, max_turns=self.max_turns, max_text_chars=self.max_text_chars
-            ),
-            version=record.version,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
+        history = History(
+            record.turns, max_turns=self.max_turns, max_text_chars=self.max_text_chars
         )
+        session = Session(user_id, state=record.state, slots=record.slots, history=history)
+        session.version = record.version
+        session.created_at = record.created_at
+        session.updated_at = record.updated_at
+        return session
 
     def new(self, user_id: str, now: float) -> Session:
         return Session(
