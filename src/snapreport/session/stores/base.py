@@ -35,7 +35,7 @@ class SessionPage:
 class SessionStore(Protocol):
     """Keeps one blob per user, with a per-user lock, a logical expiry and a retention time."""
 
-    async def acquire(self, user_id: str, *, timeout: float) -> Lease:
+    async def acquire(self, user_id: str, *, timeout: float) -> Lease:  # noqa: ASYNC109
         """Take the user's lock (waiting in arrival order, at most ``timeout`` seconds), then
         load the user's blob. Raises ``SessionBusy`` when the wait runs out."""
         ...
