@@ -4,7 +4,7 @@ Keys (``P`` is the configurable prefix; ``{user}`` is a Redis Cluster hash tag, 
 user's keys live in one slot and every per-turn script touches a single slot)::
 
     P:{user}:s        string "<expires_at>|<keep_until>|<blob>", SET with PX = keep_until - now
-    P:{user}:l        lock  the holder's random token, PX lock_ttl (renewed during long turns)
+    P:{user}:l        lock  the holder's token, PX lock_ttl (renewed during long turns)
     P:{user}:q        list  waiters in arrival order, "token|deadline_ms"
     P:{user}:w:<id>   list  wake-ups for the waiters of one store instance (BLPOP)
     {P:idx}:exp       zset  user -> expires_at (logical expiry: counting)
@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -108,12 +110,18 @@ end
 
 # Scripts that may hand out the lock answer: the record (locked; it exists), 1 (locked; no
 # record) or 0 (not locked). A bulk string or an integer: the cheapest replies to parse.
+#
+# The two scripts of every turn (ACQUIRE, COMMIT) are compiled per lock TTL: the TTL is written
+# into their source as a string literal (``_TTL``), one argument fewer to encode and send on
+# every call, and no number-to-string conversion inside Redis (Lua hands numbers to commands
+# as text again, which costs more than the command itself for SET ... PX).
+_TTL = "@LOCK_TTL_MS@"
 
-# ARGV token ttl_ms wait_ms
+# ARGV token wait_ms
 _ACQUIRE = (
     _LUA_HELPERS
     + """
-local token, ttl = ARGV[1], tonumber(ARGV[2])
+local token, ttl = ARGV[1], '@LOCK_TTL_MS@'
 if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
   if redis.call('LLEN', queue) == 0 then return redis.call('GET', sess) or 1 end
   -- the lock had expired while others waited: they go first
@@ -125,42 +133,44 @@ if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
 elseif redis.call('GET', lock) == token then
   return redis.call('GET', sess) or 1
 end
-local wait = tonumber(ARGV[3])
+local wait = tonumber(ARGV[2])
 local entry = token .. '|' .. (now_ms() + wait)
 redis.call('RPUSH', queue, entry)
-if redis.call('PTTL', queue) < wait + ttl then redis.call('PEXPIRE', queue, wait + ttl) end
+local keep = wait + tonumber(ttl)
+if redis.call('PTTL', queue) < keep then redis.call('PEXPIRE', queue, keep) end
 return 0
 """
 )
 
-# KEYS record [exp] | ARGV token ttl_ms record keep_px -- an empty record deletes
+# KEYS record [exp] | ARGV token record keep_px -- an empty record deletes
 _COMMIT = (
     _LUA_HELPERS
     + """
 if redis.call('GET', lock) ~= ARGV[1] then return 0 end
-local record, indexed = ARGV[3], #KEYS > 1
-local user, idx
+local record, indexed = ARGV[2], #KEYS > 1
+local user
 if indexed then
-  user = string.match(sess, '{(.-)}')
-  idx = string.sub(KEYS[2], 1, -4)
+  -- P:{user}:s, and a prefix has no braces
+  user = string.sub(sess, string.find(sess, '{', 1, true) + 1, -4)
 end
 if record ~= '' then
-  redis.call('SET', sess, record, 'PX', ARGV[4])
-  -- 'exp' and 'lex' hold the same members; a stale 'kept' entry may stay, as PURGE
-  -- re-reads keep_until before it deletes anything
+  redis.call('SET', sess, record, 'PX', ARGV[3])
+  -- 'exp' and 'lex' hold the same members (so 'lex' is written only for a new member); a
+  -- stale 'kept' entry may stay, as PURGE re-reads keep_until before it deletes anything
   if indexed and redis.call('ZADD', KEYS[2], string.match(record, '^[^|]*'), user) == 1 then
-    redis.call('ZADD', idx .. 'lex', 0, user)
+    redis.call('ZADD', string.sub(KEYS[2], 1, -4) .. 'lex', 0, user)
   end
 else
   redis.call('DEL', sess)
   if indexed then
+    local idx = string.sub(KEYS[2], 1, -4)
     redis.call('ZREM', KEYS[2], user)
     redis.call('ZREM', idx .. 'lex', user)
     redis.call('ZREM', idx .. 'kept', user)
   end
 end
 redis.call('DEL', lock)
-handover(tonumber(ARGV[2]))
+handover('@LOCK_TTL_MS@')
 return 1
 """
 )
@@ -171,7 +181,7 @@ _RELEASE = (
     + """
 if redis.call('GET', lock) ~= ARGV[1] then return 0 end
 redis.call('DEL', lock)
-handover(tonumber(ARGV[2]))
+handover(ARGV[2])
 return 1
 """
 )
@@ -181,7 +191,7 @@ _RECHECK = (
     _LUA_HELPERS
     + """
 if redis.call('EXISTS', lock) == 1 or redis.call('LLEN', queue) == 0 then return 0 end
-if handover(tonumber(ARGV[1])) then return 1 end
+if handover(ARGV[1]) then return 1 end
 return 0
 """
 )
@@ -328,8 +338,16 @@ def _script(source: str) -> _Script:
     return _Script(source, hashlib.sha1(source.encode()).hexdigest().encode())  # noqa: S324
 
 
-_S_ACQUIRE = _script(_ACQUIRE)
-_S_COMMIT = _script(_COMMIT)
+@functools.cache
+def _turn_scripts(ttl_ms: bytes) -> tuple[_Script, _Script]:
+    """ACQUIRE and COMMIT with the lock TTL (milliseconds) written in."""
+    ttl = ttl_ms.decode()
+    return _script(_ACQUIRE.replace(_TTL, ttl)), _script(_COMMIT.replace(_TTL, ttl))
+
+
+# the numkeys argument of EVALSHA, pre-encoded
+_NUMKEYS: Final = (b"0", b"1", b"2", b"3")
+
 _S_RELEASE = _script(_RELEASE)
 _S_RECHECK = _script(_RECHECK)
 _S_CLAIM = _script(_CLAIM)
@@ -384,6 +402,7 @@ class RedisSessionStore:
         self._prefix = prefix
         self._clock = clock
         self._ttl_ms = str(max(1, int(lock_ttl * 1000))).encode()
+        self._s_acquire, self._s_commit = _turn_scripts(self._ttl_ms)
         self._index = index
         self._renew_every = lock_ttl / 3
         self._renew = renew
@@ -392,7 +411,10 @@ class RedisSessionStore:
         kwargs = getattr(pool, "connection_kwargs", {})
         socket_timeout = kwargs.get("socket_timeout") or DEFAULT_SOCKET_TIMEOUT_SECONDS
         self._poll = poll if poll is not None else min(1.0, lock_ttl / 4, socket_timeout / 2)
-        self._id = secrets.token_hex(6)
+        # a token is this instance's random id and a counter: unique without a random draw
+        # (a system call) per turn
+        self._id = secrets.token_hex(8)
+        self._seq = itertools.count(1)
         tag = f"{{{prefix}:idx}}"
         self._idx_keys = [f"{tag}:exp", f"{tag}:lex", f"{tag}:kept"]
         self._held: dict[str, _Held] = {}
@@ -461,10 +483,10 @@ class RedisSessionStore:
         run = self._redis.execute_command
         try:
             try:
-                return await run("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+                return await run("EVALSHA", script.sha, _NUMKEYS[len(keys)], *keys, *args)  # type: ignore[no-untyped-call]
             except NoScriptError:
                 # EVAL runs it and caches it: a restarted or flushed server costs one EVAL
-                return await run("EVAL", script.source, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+                return await run("EVAL", script.source, _NUMKEYS[len(keys)], *keys, *args)  # type: ignore[no-untyped-call]
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis session store: {exc or type(exc).__name__}") from exc
 
@@ -475,7 +497,7 @@ class RedisSessionStore:
         deadline = loop.time() + timeout
         key = self._key(user_id, "s")
         while True:
-            token = f"{self._id}.{secrets.token_hex(8)}"
+            token = f"{self._id}.{next(self._seq):x}"
             group: _WaitGroup | None = None
             future: asyncio.Future[None] | None = None
             # This store's ACQUIREs for one user reach Redis in call order (the next is sent
@@ -493,7 +515,7 @@ class RedisSessionStore:
                     if group is not None:
                         future = group.futures[token] = loop.create_future()
                     wait_ms = max(1, int((deadline - loop.time()) * 1000))
-                    got = await self._run(_S_ACQUIRE, (key,), (token, self._ttl_ms, wait_ms))
+                    got = await self._run(self._s_acquire, (key,), (token, wait_ms))
                 finally:
                     sent.set_result(None)
                     if self._sending.get(user_id) is sent:
@@ -644,8 +666,7 @@ class RedisSessionStore:
         else:
             record = f"{float(expires_at)!r}|{float(keep_until)!r}|".encode() + blob
         keep_px = max(1, int((keep_until - self._clock()) * 1000))
-        args = (token, self._ttl_ms, record, keep_px)
-        if not await self._run(_S_COMMIT, keys, args):
+        if not await self._run(self._s_commit, keys, (token, record, keep_px)):
             raise LockLost(f"the lock of {user_id!r} is no longer held; nothing was saved")
 
     async def release(self, lease: Lease) -> None:
