@@ -11,14 +11,15 @@ text as its label when it has none), else the text.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.types import Receive, Scope, Send
 
 from snapreport.channels.http.auth import check_token
 from snapreport.channels.http.errors import (
@@ -91,8 +92,12 @@ OPENAPI_BODY: dict[str, Any] = {
     summary="Send one user message and get the assistant's answer",
 )
 async def post_message(request: Request) -> Response:
-    # the hot path: auth and state are read directly rather than through dependencies, and
-    # the answer is serialised once, by us
+    return Response(await _answer_request(request), media_type="application/json")
+
+
+async def _answer_request(request: Request) -> bytes:
+    """The answer's JSON body. The hot path: auth and state are read directly rather than
+    through dependencies, and the answer is serialised once, by us."""
     state = get_state(request)
     check_token(request, "api")
     parsed = await _read(request, state)
@@ -112,9 +117,35 @@ async def post_message(request: Request) -> Response:
     return _respond(answer, duplicate=duplicate)
 
 
-def _respond(answer: dict[str, Any], *, duplicate: bool) -> Response:
-    body = json.dumps({**answer, "duplicate": duplicate}, ensure_ascii=False).encode()
-    return Response(body, media_type="application/json")
+class MessagesEndpoint:
+    """``POST /api/v1/messages`` as a plain ASGI app, for the app's router to match before the
+    documented route (whose handler, ``post_message``, does the same).
+
+    It skips Starlette's per-request endpoint wrapper and response object: an error raised
+    here reaches the application's exception handlers through its exception middleware, as
+    any other route's does.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _answer_request(Request(scope, receive))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _respond(answer: dict[str, Any], *, duplicate: bool) -> bytes:
+    return _encode({**answer, "duplicate": duplicate})
 
 
 async def _turn(state: HttpState, parsed: _Parsed) -> dict[str, Any]:
