@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import secrets
 from collections.abc import Awaitable, Callable
+from random import getrandbits
 from typing import Any, Final
 
 import msgspec
@@ -68,7 +68,8 @@ class Idempotency:
         """
         key = self.key(user_id, message_id)
         while True:
-            claim = _PENDING + secrets.token_hex(8).encode()
+            # unique, not secret: no system call for it (the random module reseeds on fork)
+            claim = b"%s%016x" % (_PENDING, getrandbits(64))
             if await self._kv.set_if_absent(key, claim, ttl_seconds=self._claim_ttl):
                 if admit is not None:
                     try:
