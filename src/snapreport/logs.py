@@ -12,6 +12,7 @@ import json as _json
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Final, TextIO
 
@@ -82,16 +83,36 @@ def _secret(key: str) -> bool:
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """A structlog processor: no secrets, no image bytes, no huge values."""
+    verdicts = _secret_keys
     for key, value in event_dict.items():
         # the common case, short plain values under ordinary keys, is left alone quickly
         kind = type(value)
         if (kind is str and len(value) < _BASE64ISH_MIN) or kind in _PLAIN:
-            if not _secret(key):
+            secret = verdicts.get(key)
+            if secret is None:
+                secret = _secret(key)
+            if not secret:
                 continue
         elif value is None:
             continue
         event_dict[key] = _redact_value(key, value)
     return event_dict
+
+
+def timestamp(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """A structlog processor: ``timestamp`` in UTC ISO 8601 with microseconds, as
+    ``2026-01-02T03:04:05.123456Z`` (the date and time formatted once a second)."""
+    now = time.time()
+    second = int(now)
+    global _stamp
+    stamp = _stamp  # one (second, prefix) pair: safe when threads log too
+    if stamp[0] != second:
+        stamp = _stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    event_dict["timestamp"] = f"{stamp[1]}.{int((now - second) * 1e6):06d}Z"
+    return event_dict
+
+
+_stamp: tuple[int, str] = (-1, "")
 
 
 def _fallback(obj: Any) -> Any:
@@ -146,7 +167,7 @@ def configure_logging(
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        timestamp,
     ]
     renderer: Processor = (
         render_json if json else structlog.dev.ConsoleRenderer(colors=out.isatty())
@@ -159,7 +180,8 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # one write and one flush per line (print() writes the line and its newline apart)
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     # the standard library's records (uvicorn, libraries) go through the same renderer
