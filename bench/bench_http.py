@@ -1,13 +1,21 @@
 """HTTP benchmark: text turns per second and latency of ``POST /api/v1/messages``, against a bare
 FastAPI echo endpoint under the same uvicorn settings, in the same run.
 
-    .venv/bin/python bench/bench_http.py [--duration 10] [--concurrency 1,64,256]
+    .venv/bin/python bench/bench_http.py [--duration 10] [--rounds 2] [--concurrency 1,64,256]
+                                         [--pin]
 
-Each server runs alone as a uvicorn subprocess (one worker, embedded defaults: memory sessions,
-SQLite orders, local media, manual vision; ``INFO`` logs to /dev/null). The load comes from a
-separate process: a small asyncio HTTP/1.1 client on keep-alive connections, one connection per
+Each server is a uvicorn subprocess started with the same command line (one worker, the same
+event loop and HTTP parser, uvicorn's access log off: snapreport writes its own JSON access
+line; embedded defaults: memory sessions, SQLite orders, local media, manual vision; ``INFO``
+logs to /dev/null). Both run for the whole benchmark, idle while the other is measured, and
+every point alternates between them (bare, snapreport, bare, snapreport, ...) so that a change
+in the machine's load falls on both. The load comes from a separate process: a small asyncio
+HTTP/1.1 client (on uvloop when installed) on keep-alive connections, one connection per
 simulated user, each user sending its next message when the previous one is answered. Every
 message carries a fresh ``message_id`` (as the web page does), so deduplication is paid for.
+Besides throughput and latency it records the CPU time each server and the load generator
+used, so one can tell a saturated server from a saturated generator. ``--pin`` puts the
+servers on the first CPU and the generator on the second (Linux only).
 The results go to stdout and to ``docs/benchmarks-http.md``.
 """
 
@@ -24,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +44,8 @@ WARMUP_SECONDS = 1.0
 TARGET_RATIO = 0.70
 TARGET_P99_MS = 50.0
 TARGET_P99_AT = 64
+_SERVER_CPU = 0
+_GENERATOR_CPU = 1
 
 
 # -- the bare endpoint (imported by uvicorn in its own process) -----------------------------------
@@ -65,6 +76,7 @@ async def _user(
 ) -> tuple[list[float], int]:
     reader, writer = await asyncio.open_connection(host, port)
     user = f"bench-{index:04d}"
+    run = f"{os.getpid()}-{time.time_ns()}"  # message ids never repeat across points or rounds
     latencies: list[float] = []
     errors = 0
     n = 0
@@ -72,7 +84,8 @@ async def _user(
         while True:
             n += 1
             body = json.dumps(
-                {"user_id": user, "message_id": f"{user}-{n}", "text": "帮助"}, ensure_ascii=False
+                {"user_id": user, "message_id": f"{user}-{run}-{n}", "text": "帮助"},
+                ensure_ascii=False,
             ).encode()
             request = (
                 f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -87,11 +100,12 @@ async def _user(
                 name, _, value = line.partition(b":")
                 if name.strip().lower() == b"content-length":
                     length = int(value)
-            await reader.readexactly(length)
+            answer = await reader.readexactly(length)
             done = time.perf_counter()
             if started >= record_from:
                 latencies.append(done - started)
-                errors += status != 200
+                # a duplicate would be answered from memory, not turned: count it as an error
+                errors += status != 200 or b'"duplicate":true' in answer
             if done >= stop_at:
                 return latencies, errors
     finally:
@@ -100,12 +114,15 @@ async def _user(
 
 async def _load(url: str, path: str, concurrency: int, duration: float) -> dict[str, float]:
     host, port = url.removeprefix("http://").split(":")
+    cpu_started = time.process_time()
     now = time.perf_counter()
     record_from = now + WARMUP_SECONDS
     stop_at = record_from + duration
     results = await asyncio.gather(
         *(_user(host, int(port), path, i, stop_at, record_from) for i in range(concurrency))
     )
+    cpu = time.process_time() - cpu_started
+    wall = time.perf_counter() - now
     latencies = sorted(x for lat, _ in results for x in lat)
     errors = sum(e for _, e in results)
     quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
@@ -115,29 +132,57 @@ async def _load(url: str, path: str, concurrency: int, duration: float) -> dict[
         "rps": len(latencies) / duration,
         "p50_ms": quantiles[49] * 1000,
         "p99_ms": quantiles[98] * 1000,
+        "generator_cpu": cpu / wall,  # share of one CPU the load generator used
     }
 
 
-def run_load(url: str, path: str, concurrency: int, duration: float) -> dict[str, float]:
-    """Run the load generator in a separate process and return its figures."""
+def _pin_to(cpu: int) -> Callable[[], None]:
+    def pin() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    return pin
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """The user + system CPU time of process ``pid`` so far (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(
+    server: Server, concurrency: int, duration: float, *, pin: bool = False
+) -> dict[str, float]:
+    """Run the load generator in a separate process against ``server``; return its figures
+    and the server's CPU time per request."""
+    assert server.process is not None
+    cpu_before = _cpu_seconds(server.process.pid)
     out = subprocess.run(
         [
             sys.executable,
             __file__,
             "--load",
-            url,
+            server.url,
             "--path",
-            path,
+            server.path,
             "--users",
             str(concurrency),
             "--duration",
             str(duration),
+            *(["--pin-cpu", str(_GENERATOR_CPU)] if pin else []),
         ],
         check=True,
         capture_output=True,
         text=True,
     )
     figures: dict[str, float] = json.loads(out.stdout)
+    cpu_after = _cpu_seconds(server.process.pid)
+    if cpu_before is not None and cpu_after is not None:
+        # over warm-up and measurement both, so divided by every request answered
+        answered = figures["requests"] * (duration + WARMUP_SECONDS) / duration
+        figures["server_cpu_us"] = (cpu_after - cpu_before) / answered * 1e6
     return figures
 
 
@@ -157,6 +202,7 @@ class Server:
     path: str
     env: dict[str, str]
     app_dir: Path | None = None
+    pin: bool = False
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
 
@@ -175,6 +221,11 @@ class Server:
             str(port),
             "--workers",
             "1",
+            # explicit rather than "auto", so both servers surely run the same implementations
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
             "--log-level",
             "warning",
             "--no-access-log",
@@ -187,6 +238,7 @@ class Server:
             cwd=self.env.get("SNAPREPORT_DATA_DIR", tempfile.gettempdir()),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_pin_to(_SERVER_CPU) if self.pin else None,
         )
         self._wait()
         return self
@@ -215,51 +267,81 @@ class Server:
 
 # -- the report -----------------------------------------------------------------------------------
 
+Figures = dict[str, float]
 
-def _row(c: int, bare: dict[str, float], snap: dict[str, float]) -> str:
-    ratio = snap["rps"] / bare["rps"]
+
+def _mean(rounds: list[Figures], key: str) -> float:
+    return statistics.fmean(r[key] for r in rounds if key in r) if rounds else 0.0
+
+
+def _row(c: int, bare: list[Figures], snap: list[Figures]) -> str:
+    ratios = [s["rps"] / b["rps"] for b, s in zip(bare, snap, strict=True)]
+    spread = f"{min(ratios):.0%}–{max(ratios):.0%}" if len(ratios) > 1 else f"{ratios[0]:.0%}"
+    ratio = _mean(snap, "rps") / _mean(bare, "rps")
+    cpu = "".join(
+        f"| {_mean(r, 'server_cpu_us'):.0f} " if any("server_cpu_us" in x for x in r) else "| – "
+        for r in (bare, snap)
+    )
+    gen = max(x["generator_cpu"] for x in bare + snap)
     return (
-        f"| {c} | {bare['rps']:,.0f} | {bare['p50_ms']:.2f} | {bare['p99_ms']:.2f} "
-        f"| {snap['rps']:,.0f} | {snap['p50_ms']:.2f} | {snap['p99_ms']:.2f} "
-        f"| {ratio:.0%} | {int(bare['errors'] + snap['errors'])} |"
+        f"| {c} | {_mean(bare, 'rps'):,.0f} | {_mean(bare, 'p50_ms'):.2f} "
+        f"| {_mean(bare, 'p99_ms'):.2f} | {_mean(snap, 'rps'):,.0f} | {_mean(snap, 'p50_ms'):.2f} "
+        f"| {_mean(snap, 'p99_ms'):.2f} | {ratio:.0%} | {spread} {cpu}| {gen:.0%} "
+        f"| {int(sum(x['errors'] for x in bare + snap))} |"
     )
 
 
 def write_report(
-    results: dict[int, tuple[dict[str, float], dict[str, float]]], duration: float, command: str
+    results: dict[int, tuple[list[Figures], list[Figures]]],
+    duration: float,
+    command: str,
+    *,
+    pin: bool,
 ) -> str:
+    rounds = max(len(b) for b, _ in results.values())
     lines = [
         "# HTTP benchmark",
         "",
         "Text turns of `POST /api/v1/messages` against a bare FastAPI `POST /echo` endpoint, "
-        "both under uvicorn with the same settings (one worker, `--factory`), measured in the "
-        "same run. The load comes from a separate process: an asyncio HTTP/1.1 client with one "
-        "keep-alive connection per user, each user sending its next message when the previous "
-        "one is answered. Every message has a fresh `message_id` (deduplication is paid for); "
-        "snapreport runs on its embedded defaults (memory sessions, SQLite orders, local media, "
-        "manual vision) with INFO logs, one JSON line per request.",
+        "both under uvicorn started with the same command line (one worker, `--factory`, the "
+        "same event loop and HTTP parser, uvicorn's access log off on both), measured in the "
+        "same run. Both servers stay up throughout and each point alternates between them "
+        f"({rounds} rounds of bare then snapreport), so a change in the machine's load falls on "
+        "both. The load comes from a separate process: an asyncio HTTP/1.1 client (on uvloop) "
+        "with one keep-alive connection per user, each user sending its next message when the "
+        "previous one is answered. Every message has a fresh `message_id` (deduplication is "
+        "paid for); snapreport runs on its embedded defaults (memory sessions, SQLite orders, "
+        "local media, manual vision) with INFO logs, one JSON access line per request.",
         "",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- command: `{command}`",
         f"- machine: {os.cpu_count()} CPUs, {platform.machine()}, Python "
         f"{platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- each point: {duration:g} s measured after {WARMUP_SECONDS:g} s of warm-up",
+        f"- each point: {rounds} × {duration:g} s per server, each after {WARMUP_SECONDS:g} s "
+        "of warm-up; figures are the means of the rounds",
+        "- CPU placement: "
+        + (
+            f"servers pinned to CPU {_SERVER_CPU}, load generator to CPU {_GENERATOR_CPU}"
+            if pin
+            else "not pinned (the scheduler places the server and the load generator)"
+        ),
         "",
         "| users | bare req/s | bare p50 ms | bare p99 ms | snapreport turns/s "
-        "| p50 ms | p99 ms | ratio | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p50 ms | p99 ms | ratio | ratio per round | bare CPU µs/req | snapreport CPU µs/req "
+        "| generator CPU (max) | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [_row(c, bare, snap) for c, (bare, snap) in sorted(results.items())]
     lines += ["", "Targets:", ""]
     for c, (bare, snap) in sorted(results.items()):
-        ratio = snap["rps"] / bare["rps"]
+        ratio = _mean(snap, "rps") / _mean(bare, "rps")
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
         lines.append(
             f"- {c} users: throughput {ratio:.0%} of the bare endpoint "
             f"(target ≥ {TARGET_RATIO:.0%}): {verdict}"
         )
     if TARGET_P99_AT in results:
-        p99 = results[TARGET_P99_AT][1]["p99_ms"]
+        p99 = _mean(results[TARGET_P99_AT][1], "p99_ms")
         verdict = "met" if p99 < TARGET_P99_MS else "NOT met"
         lines.append(
             f"- p99 at {TARGET_P99_AT} users: {p99:.1f} ms (target < {TARGET_P99_MS:g} ms): "
@@ -272,11 +354,17 @@ def write_report(
         "remembers the message id and counts the rate limit, and logs one line. With one "
         "worker both servers are bound by one CPU; the load generator has the other.",
         "",
-        "Under concurrency the bare endpoint gains most from uvicorn answering many ready "
-        "requests per event-loop turn, so the ratio at 64 and 256 users depends on how busy "
-        "the machine is: on a shared 2-CPU machine it has ranged from about 50% to 83% between "
-        "runs, while snapreport's own figures stay within about 10%. Scale turns with "
-        "`--workers` on Redis.",
+        "The CPU columns are the server process's user + system time over the point divided by "
+        "the requests it answered: unlike the throughput they hardly depend on what else the "
+        "machine is doing, so they are the steadier measure of the cost of a request. The "
+        "generator column is the share of one CPU the load generator used: near 100% it, not "
+        "the server, would be the limit (and the ratio would be flattered).",
+        "",
+        "On a shared 2-CPU machine the throughput of both servers moves with the machine's "
+        "load (other processes take turns on the CPUs), the bare endpoint's most: compare the "
+        "per-round ratios and the CPU columns, not only one figure. The CPU per request is the "
+        "fairest single comparison: 70% of the bare endpoint's throughput means a turn may "
+        "cost at most 1/0.7 ≈ 1.43 times the echo's CPU. Scale turns with `--workers` on Redis.",
         "",
     ]
     text = "\n".join(lines)
@@ -287,17 +375,30 @@ def write_report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per point")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations per point")
     parser.add_argument("--concurrency", default="1,64,256", help="users, comma-separated")
+    parser.add_argument(
+        "--pin", action="store_true", help="servers on CPU 0, the load generator on CPU 1"
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--users", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--pin-cpu", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
-        figures = asyncio.run(_load(args.load, args.path, args.users, args.duration))
+        if args.pin_cpu is not None:
+            os.sched_setaffinity(0, {args.pin_cpu})
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+            figures = asyncio.run(_load(args.load, args.path, args.users, args.duration))
+        else:
+            figures = uvloop.run(_load(args.load, args.path, args.users, args.duration))
         sys.stdout.write(json.dumps(figures))
         return
     points = [int(c) for c in args.concurrency.split(",")]
     command = " ".join([".venv/bin/python bench/bench_http.py", *sys.argv[1:]])
+    results: dict[int, tuple[list[Figures], list[Figures]]] = {c: ([], []) for c in points}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         snap_env = {
             "SNAPREPORT_DATA_DIR": tmp,
@@ -305,19 +406,21 @@ def main() -> None:
             "SNAPREPORT_MEDIA__ROOT": f"{tmp}/media",
             "SNAPREPORT_RATE_LIMIT_PER_MINUTE": str(10**9),
         }
-        bare: dict[int, dict[str, float]] = {}
-        snap: dict[int, dict[str, float]] = {}
-        with Server("bare", "bench_http:bare_app", "/echo", {}, app_dir=ROOT / "bench") as s:
-            for c in points:
-                bare[c] = run_load(s.url, s.path, c, args.duration)
-                print(f"bare       {c:>4} users: {bare[c]}", flush=True)
         target = "snapreport.channels.http.app:app_from_env"
-        with Server("snapreport", target, "/api/v1/messages", snap_env) as s:
+        bare_server = Server(
+            "bare", "bench_http:bare_app", "/echo", {}, app_dir=ROOT / "bench", pin=args.pin
+        )
+        snap_server = Server("snapreport", target, "/api/v1/messages", snap_env, pin=args.pin)
+        with bare_server as bare, snap_server as snap:
             for c in points:
-                snap[c] = run_load(s.url, s.path, c, args.duration)
-                print(f"snapreport {c:>4} users: {snap[c]}", flush=True)
-    results = {c: (bare[c], snap[c]) for c in points}
-    print(write_report(results, args.duration, command))
+                for _ in range(args.rounds):
+                    for name, server, runs in (
+                        ("bare", bare, results[c][0]),
+                        ("snapreport", snap, results[c][1]),
+                    ):
+                        runs.append(run_load(server, c, args.duration, pin=args.pin))
+                        print(f"{name:<10} {c:>4} users: {runs[-1]}", flush=True)
+    print(write_report(results, args.duration, command, pin=args.pin))
 
 
 if __name__ == "__main__":
