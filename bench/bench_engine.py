@@ -572,8 +572,9 @@ def report(
         "",
         f"## 3. Worst single-request latency while {expiry.sessions:,} sessions expire "
         f"(target: ≤ {LATENCY_TARGET_MS:g} ms; "
-        f"{met(ExpiryFigures.median_worst_cpu(expiry.ours) <= LATENCY_TARGET_MS)} in CPU time; "
-        "wall time on this shared machine: see below)",
+        f"{met(ExpiryFigures.median_worst_cpu(expiry.ours) <= LATENCY_TARGET_MS)} in CPU time, "
+        f"{met(statistics.median(r.max_ms for r in expiry.ours) <= LATENCY_TARGET_MS)} "
+        "in wall time)",
         "",
         f"{expiry.sessions:,} sessions are created over {CREATE_SPAN:g} s of clock, each with one "
         f"message. Then {expiry.requests:,} requests (random users among them) run back to back "
