@@ -10,7 +10,6 @@ history as it was.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final, Literal
 
@@ -28,8 +27,6 @@ MAX_MEDIA_KEY_CHARS: Final = 512
 MAX_MIME_CHARS: Final = 100
 IMAGE_PLACEHOLDER = "[earlier photo, not shown]"
 
-# a lone surrogate cannot be encoded as UTF-8, so a text holding one could never be stored
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _MAX_INT: Final = 2**53  # sizes and pixel counts; beyond this an "int" is certainly garbage
 
 
@@ -173,8 +170,15 @@ def _check_part(part: Part, max_text_chars: int) -> Part:
 
 
 def _check_encodable(text: str, what: str) -> None:
-    if not text.isascii() and _SURROGATE.search(text):
-        raise InvalidHistory(f"{what} holds a lone surrogate, which is not valid Unicode text")
+    """Refuse a lone surrogate: it cannot be encoded as UTF-8, so it could never be stored."""
+    if text.isascii():
+        return
+    try:
+        text.encode()  # a C loop: far cheaper than searching with a regex
+    except UnicodeEncodeError:
+        raise InvalidHistory(
+            f"{what} holds a lone surrogate, which is not valid Unicode text"
+        ) from None
 
 
 def _kind(value: object) -> str:
