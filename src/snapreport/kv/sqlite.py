@@ -8,19 +8,16 @@ store, guarded by a lock, because sqlite3 connections must not be used by two th
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from snapreport.errors import StoreUnavailable
+from snapreport.sqlite_file import SqliteFile
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_SECONDS = 30.0
 PURGE_EVERY_WRITES = 64
 PURGE_BATCH = 256
 
@@ -64,37 +61,19 @@ class SqliteKeyValueStore:
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self._clock = clock
-        self._lock = threading.Lock()
+        self._file = SqliteFile(
+            self.path,
+            schema=_SCHEMA,
+            label="key-value store",
+            pragmas=("journal_mode=WAL", "synchronous=NORMAL"),
+        )
         self._writes = 0
-        self._conn: sqlite3.Connection | None = None
 
     def __repr__(self) -> str:
         return f"SqliteKeyValueStore(path={str(self.path)!r})"
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                check_same_thread=False,
-                isolation_level=None,  # autocommit: each statement is its own transaction
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
-        return self._conn
-
     async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def work() -> T:
-            with self._lock:
-                return fn(self._connect())
-
-        try:
-            return await asyncio.to_thread(work)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"key-value store {self.path}: {action} failed: {exc}") from exc
+        return await self._file.run(action, fn)
 
     def _after_write(self, conn: sqlite3.Connection, now: float) -> None:
         self._writes += 1
@@ -150,13 +129,7 @@ class SqliteKeyValueStore:
         await self._run("ping", lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def aclose(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-
-        await asyncio.to_thread(close)
+        await self._file.aclose()
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -12,11 +12,9 @@ Redis and SQLite timers survive a restart; memory timers, like memory sessions, 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import heapq
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -25,10 +23,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from snapreport.errors import StoreUnavailable
+from snapreport.sqlite_file import SqliteFile
 
 T = TypeVar("T")
-
-BUSY_TIMEOUT_SECONDS = 30.0
 
 
 class ExpiryTimers(Protocol):
@@ -148,32 +145,10 @@ class SqliteExpiryTimers:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                check_same_thread=False,
-                isolation_level=None,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
-        return self._conn
+        self._file = SqliteFile(self.path, schema=_SCHEMA, label="expiry timers")
 
     async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def work() -> T:
-            with self._lock:
-                return fn(self._connect())
-
-        try:
-            return await asyncio.to_thread(work)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"expiry timers {self.path}: {action} failed: {exc}") from exc
+        return await self._file.run(action, fn)
 
     async def schedule(self, user_id: str, due: float) -> None:
         await self._run("schedule", lambda conn: conn.execute(_SCHEDULE, (user_id, due)))
@@ -193,10 +168,4 @@ class SqliteExpiryTimers:
         return await self._run("claim", fn)
 
     async def aclose(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-
-        await asyncio.to_thread(close)
+        await self._file.aclose()
