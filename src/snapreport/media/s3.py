@@ -22,7 +22,7 @@ from snapreport.media.validation import (
     DEFAULT_MAX_PIXELS,
     check_key,
     mime_for_key,
-    validate_image,
+    validate_upload,
 )
 
 if TYPE_CHECKING:
@@ -90,8 +90,7 @@ class S3MediaStore:
 
     async def put_image(self, data: bytes, *, declared_mime: str | None = None) -> StoredImage:
         """Validate ``data`` and upload it under its content key."""
-        info = await asyncio.to_thread(
-            validate_image,
+        info = await validate_upload(
             data,
             declared_mime=declared_mime,
             max_bytes=self.max_bytes,

@@ -17,6 +17,7 @@ comes from outside is checked against one strict pattern, so no key can name a p
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import re
@@ -212,3 +213,20 @@ def _decode_fully(data: bytes, fmt: str) -> int:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text[:200]
+
+
+async def validate_upload(
+    data: bytes,
+    *,
+    declared_mime: str | None,
+    max_bytes: int,
+    max_pixels: int,
+) -> ValidatedImage:
+    """``validate_image`` in a worker thread, so decoding never blocks the event loop."""
+    return await asyncio.to_thread(
+        validate_image,
+        data,
+        declared_mime=declared_mime,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+    )
