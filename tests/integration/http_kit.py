@@ -16,31 +16,15 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from PIL import Image
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from snapreport.bootstrap import App
 from snapreport.channels.http import create_app
 from snapreport.channels.http.state import HttpState
 from snapreport.config import Settings
+from tests.integration.live_server import IsolatedSettings
 
 API_TOKEN = "api-token-0123456789"
 ADMIN_TOKEN = "admin-token-9876543210"
-
-
-class IsolatedSettings(Settings):
-    """Settings from the given values and defaults only: the environment and ``.env`` of
-    whoever runs the tests cannot leak in."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
