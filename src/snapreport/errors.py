@@ -8,6 +8,10 @@ HTTP statuses in one place, by ``code`` and ``http_status``.
 
     SnapreportError
     ├── InvalidInput                     400  bad data from a caller; nothing was changed
+    │   ├── InvalidRequest               422  a request's fields do not fit the API
+    │   ├── MalformedJson                a body that is not JSON
+    │   ├── UnsupportedMediaType         415  a body type the API does not take
+    │   ├── RequestTooLarge              413
     │   ├── InvalidUserId
     │   ├── InvalidState
     │   ├── TextTooLong
@@ -60,6 +64,28 @@ class InvalidInput(SnapreportError, ValueError):
 
     code = "invalid_input"
     http_status = 400
+
+
+class InvalidRequest(InvalidInput):
+    """The request's fields do not fit the API (a missing field, a wrong type, a bad value)."""
+
+    code = "invalid_request"
+    http_status = 422
+
+
+class MalformedJson(InvalidInput):
+    code = "malformed_json"
+    http_status = 400
+
+
+class UnsupportedMediaType(InvalidInput):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class RequestTooLarge(InvalidInput):
+    code = "request_too_large"
+    http_status = 413
 
 
 class InvalidUserId(InvalidInput):

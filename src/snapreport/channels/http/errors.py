@@ -18,32 +18,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from snapreport.errors import InvalidInput, RateLimited, SnapreportError, Unauthorized
+from snapreport.errors import (
+    InvalidRequest,
+    MalformedJson,
+    RateLimited,
+    SnapreportError,
+    Unauthorized,
+)
 from snapreport.logs import get_logger
 
 log = get_logger("snapreport.http")
-
-
-class InvalidRequest(InvalidInput):
-    """The request's fields do not fit the API (a missing field, a wrong type, a bad value)."""
-
-    code = "invalid_request"
-    http_status = 422
-
-
-class MalformedJson(InvalidInput):
-    code = "malformed_json"
-    http_status = 400
-
-
-class UnsupportedMediaType(InvalidInput):
-    code = "unsupported_media_type"
-    http_status = 415
-
-
-class RequestTooLarge(InvalidInput):
-    code = "request_too_large"
-    http_status = 413
 
 
 _STATUS_CODES: Mapping[int, str] = {

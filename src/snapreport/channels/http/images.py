@@ -6,8 +6,7 @@ import asyncio
 import base64
 import binascii
 
-from snapreport.channels.http.errors import InvalidRequest
-from snapreport.errors import ImageTooLarge
+from snapreport.errors import ImageTooLarge, InvalidRequest
 from snapreport.media.validation import ValidatedImage, validate_image
 
 

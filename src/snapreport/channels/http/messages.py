@@ -22,12 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import Receive, Scope, Send
 
 from snapreport.channels.http.auth import check_token
-from snapreport.channels.http.errors import (
-    InvalidRequest,
-    MalformedJson,
-    UnsupportedMediaType,
-    describe_validation,
-)
+from snapreport.channels.http.errors import describe_validation
 from snapreport.channels.http.images import check_image, decode_base64
 from snapreport.channels.http.render import order_out
 from snapreport.channels.http.schemas import (
@@ -41,7 +36,12 @@ from snapreport.channels.http.schemas import (
     MessageOut,
 )
 from snapreport.channels.http.state import HttpState, get_state
-from snapreport.errors import ImageTooLarge
+from snapreport.errors import (
+    ImageTooLarge,
+    InvalidRequest,
+    MalformedJson,
+    UnsupportedMediaType,
+)
 from snapreport.logs import bind
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
 

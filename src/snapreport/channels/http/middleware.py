@@ -17,7 +17,8 @@ from typing import Final
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from snapreport.channels.http.errors import RequestTooLarge, error_response
+from snapreport.channels.http.errors import error_response
+from snapreport.errors import RequestTooLarge
 from snapreport.logs import get_logger
 from snapreport.metrics import Metrics
 
