@@ -12,10 +12,13 @@ message and a reply (keeping the last 10 turns), set the state, save it with a 6
 - ``aiogram redis+isolation``: ``RedisEventIsolation.lock`` around ``get_state``, ``get_data``,
   ``set_state``, ``set_data`` on ``RedisStorage`` (JSON data, state and data in two keys).
 - ``raw GET+SET``: the same engine turn on a store that is a bare redis-py GET and SET PX, no
-  lock: the floor for two round trips doing the same work.
+  lock: the floor for two round trips doing the same work (the target's baseline).
+- ``raw GET+SET on our link``: the same GET and SET sent the way our store sends its scripts
+  (``ScriptLink``): the floor on our own path, for information.
 - ``snapreport sqlite`` / ``snapreport memory``: the engine on our other stores, one process.
 
-Round trips are counted client-side (calls of ``execute_command``; nobody pipelines); commands
+Round trips are counted client-side (writes of a packed command to a socket; nobody pipelines);
+commands
 are the server's own count (``INFO commandstats`` after ``CONFIG RESETSTAT``), which includes the
 commands run inside Lua scripts.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -31,7 +35,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +44,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -48,6 +53,7 @@ from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.stores.base import Lease
 from snapreport.session.stores.memory import MemorySessionStore
 from snapreport.session.stores.redis import RedisSessionStore
+from snapreport.session.stores.redis_link import ScriptLink
 from snapreport.session.stores.sqlite import SqliteSessionStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +63,7 @@ USER_TEXT = "三号楼东侧消防通道被杂物堵住了，附近还有电动�
 REPLY_TEXT = "收到。照片显示消防通道堵塞（置信度 0.92）。请确认位置：三号楼东侧消防通道，对吗？"
 TTL = 600
 ROUNDS = 20
+LEAN = "raw GET+SET on our link"
 Turn = Callable[[str], Awaitable[None]]
 
 
@@ -82,22 +89,23 @@ def make_client(url: str) -> aioredis.Redis:
     return client
 
 
-def count_calls(client: aioredis.Redis) -> list[int]:
-    """Count the commands this client sends (every redis-py command goes through here), until
-    ``uncount`` takes the counter off again: the timed runs go without it."""
+@contextlib.contextmanager
+def counting_round_trips() -> Iterator[list[int]]:
+    """Count every command (or pipeline) written to a Redis socket by any client in this
+    process, whichever path sent it: redis-py's client, or our store's script link. The timed
+    runs go without the counter."""
     counter = [0]
-    original = client.execute_command
+    original = AbstractConnection.send_packed_command
 
-    async def counted(*args: Any, **options: Any) -> Any:
+    async def counted(self: AbstractConnection, *args: Any, **options: Any) -> None:
         counter[0] += 1
-        return await original(*args, **options)  # type: ignore[no-untyped-call]
+        await original(self, *args, **options)
 
-    client.execute_command = counted  # type: ignore[method-assign]
-    return counter
-
-
-def uncount(client: aioredis.Redis) -> None:
-    del client.execute_command  # the class's own again
+    AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
 async def commandstats(admin: aioredis.Redis) -> int:
@@ -142,16 +150,16 @@ class RawGetSetStore:
     """GET in ``acquire``, SET PX in ``commit``, no lock at all: two plain round trips under the
     same engine turn as ours, so the difference is the cost of locking, fencing and the index.
 
-    It sends its commands the way ``RedisSessionStore`` sends its scripts, by
-    ``execute_command`` with positional arguments: redis-py's ``get``/``set`` wrappers (option
-    handling, key bookkeeping, reply callbacks) cost about a microsecond per call more, which
-    would be charged to the floor and not to us."""
+    ``call`` sends one command: the redis-py client's ``execute_command`` (the baseline of the
+    target: raw redis-py, with positional arguments, since redis-py's ``get``/``set`` wrappers
+    would add about a microsecond per call to the floor only), or, for the informative lean
+    floor, a ``ScriptLink``'s ``call``: the path our store sends its scripts on."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
+    def __init__(self, call: Callable[..., Awaitable[Any]]) -> None:
+        self.call = call
 
     async def acquire(self, user_id: str, *, timeout: float) -> Lease:
-        blob: Any = await self.client.execute_command("GET", f"raw:{{{user_id}}}")  # type: ignore[no-untyped-call]
+        blob: Any = await self.call("GET", f"raw:{{{user_id}}}")
         return Lease(user_id, "", blob)
 
     async def commit(
@@ -160,7 +168,7 @@ class RawGetSetStore:
         assert blob is not None
         px = max(1, int((keep_until - time.time()) * 1000))
         key = f"raw:{{{lease.user_id}}}"
-        await self.client.execute_command("SET", key, blob, "PX", px)  # type: ignore[no-untyped-call]
+        await self.call("SET", key, blob, "PX", px)
 
     async def release(self, lease: Lease) -> None:
         return None
@@ -191,13 +199,12 @@ class Case:
     result: Result
     turn: Turn
     users: dict[int, list[str]]
-    clients: list[aioredis.Redis]
 
 
-def case(name: str, turn: Turn, plan: dict[int, int], clients: list[aioredis.Redis]) -> Case:
+def case(name: str, turn: Turn, plan: dict[int, int]) -> Case:
     tag = "".join(ch for ch in name if ch.isalnum())[:12]
     users = {c: [f"{tag}-c{c}-u{i}" for i in range(c)] for c in plan}
-    return Case(Result(name), turn, users, clients)
+    return Case(Result(name), turn, users)
 
 
 async def prepare(item: Case, admin: aioredis.Redis | None) -> None:
@@ -205,14 +212,12 @@ async def prepare(item: Case, admin: aioredis.Redis | None) -> None:
     for users in item.users.values():
         await asyncio.gather(*(timed(item.turn, [u], 12) for u in users))
     if admin is not None:
-        counters = [count_calls(client) for client in item.clients]
         await admin.config_resetstat()
         n = 300
-        await timed(item.turn, item.users[1], n)
+        with counting_round_trips() as counter:
+            await timed(item.turn, item.users[1], n)
+        item.result.round_trips = counter[0] / n
         item.result.commands = await commandstats(admin) / n
-        item.result.round_trips = sum(counter[0] for counter in counters) / n
-        for client in item.clients:
-            uncount(client)
 
 
 async def measure(cases: list[Case], plan: dict[int, int], reps: int) -> None:
@@ -240,15 +245,15 @@ async def main(quick: bool) -> list[Result]:
         aio_client, raw_client = make_client(url), make_client(url)
         storage = RedisStorage(redis=aio_client, state_ttl=TTL, data_ttl=TTL)
         isolation = RedisEventIsolation(redis=aio_client)
-        raw_store = RawGetSetStore(raw_client)
+        link = ScriptLink(make_client(url).connection_pool)
+        raw_engine = SessionEngine(RawGetSetStore(raw_client.execute_command))  # type: ignore[arg-type]
+        lean_engine = SessionEngine(RawGetSetStore(link.call))  # type: ignore[arg-type]
         try:
-            raw_engine = SessionEngine(raw_store)  # type: ignore[arg-type]
             cases = [
-                case("snapreport redis", engine_turn(SessionEngine(ours)), plan, [ours._redis]),
-                case(
-                    "aiogram redis+isolation", aiogram_turn(storage, isolation), plan, [aio_client]
-                ),
-                case("raw GET+SET", engine_turn(raw_engine), plan, [raw_client]),
+                case("snapreport redis", engine_turn(SessionEngine(ours)), plan),
+                case("aiogram redis+isolation", aiogram_turn(storage, isolation), plan),
+                case("raw GET+SET", engine_turn(raw_engine), plan),
+                case(LEAN, engine_turn(lean_engine), plan),
             ]
             for item in cases:
                 await prepare(item, admin)
@@ -258,6 +263,7 @@ async def main(quick: bool) -> list[Result]:
             await ours.aclose()
             await storage.close()
             await raw_client.aclose()
+            await link.aclose()
             await admin.aclose()
         redis_version = LocalRedis().version()
     directory = Path(tempfile.mkdtemp(prefix="bench-sqlite-"))
@@ -265,7 +271,7 @@ async def main(quick: bool) -> list[Result]:
     memory = MemorySessionStore()
     try:
         local = [
-            case(name, engine_turn(SessionEngine(store, EngineConfig())), plan, [])
+            case(name, engine_turn(SessionEngine(store, EngineConfig())), plan)
             for name, store in (("snapreport sqlite", sqlite), ("snapreport memory", memory))
         ]
         for item in local:
@@ -377,18 +383,26 @@ latencies of that run.
 - **raw GET+SET**: the same `SessionEngine.turn` (MessagePack decode, append, validate,
   encode) on a store whose acquire is a bare redis-py GET and whose commit is a SET PX, with no
   lock: the floor for two round trips doing the same work, so the gap to ours is the price of
-  locking, fencing, FIFO and the index. It sends GET and SET through `execute_command`, as our
-  store sends its scripts (redis-py's `get`/`set` wrappers would add about a microsecond per
-  call to the floor only), on a client with the same pool settings.
+  locking, fencing, FIFO and the index. It sends GET and SET through the redis-py client's
+  `execute_command` (redis-py's `get`/`set` wrappers would add about a microsecond per call to
+  the floor only), on a client with the same pool settings. This is the baseline of the
+  "0.8× raw GET+SET" target.
+- **raw GET+SET on our link**: the same GET and SET, sent the way our store sends its scripts:
+  by `ScriptLink`, on redis-py's connections and parser but without the client's per-command
+  machinery (retry wrapper, observability hooks, pool lock, a task per write for the socket
+  timeout), which costs about 9 µs of client CPU per command with redis-py 8. Shown for
+  information: it is the floor on our own path, so the gap to it is what locking, fencing,
+  FIFO handover and the index cost on their own.
 - **snapreport sqlite / memory**: the same engine turn on our other stores, in this process
   (SQLite: WAL file in a temporary directory).
 
-Round trips per turn are counted on the client (each redis-py `execute_command` is one round
-trip; nothing is pipelined) over 300 turns at c=1; the counting wrapper is taken off again
-before the timed runs. Commands per turn are the server's count
-from `INFO commandstats` after `CONFIG RESETSTAT` over the same turns; they include the
-commands run inside Lua scripts (ours: the lock, queue, record and index commands of both
-scripts; aiogram: the GET and DEL inside redis-py's lock release script).
+Round trips per turn are counted on the client over 300 turns at c=1: every write of a packed
+command to a Redis socket, by redis-py's client or by our link (nothing is pipelined, so each
+write is one round trip); the counting wrapper is taken off again before the timed runs.
+Commands per turn are the server's count from `INFO commandstats` after `CONFIG RESETSTAT`
+over the same turns; they include the commands run inside Lua scripts (ours: the lock, queue,
+record and index commands of both scripts; aiogram: the GET and DEL inside redis-py's lock
+release script).
 
 ## Results
 
@@ -401,11 +415,14 @@ scripts; aiogram: the GET and DEL inside redis-py's lock release script).
 {checks}
 
 Reading the figures: at c=1 a turn is strictly sequential, so its time is the client's CPU
-time plus the server's. What separates our turn from the raw floor is mostly server time in
-the two scripts: each command a script runs costs about 0.5 µs (against 0.1–0.4 µs sent
-directly), and every string that enters Lua costs about 1 µs per KB, which the record does
-twice per turn (loaded by ACQUIRE, written by COMMIT). On the client, EVALSHA carries more
-arguments to encode than GET and SET. With the server on the same two cores as the client
+time plus the server's. Most of a round trip is the client's CPU: redis-py 8's client spends
+about 9 µs per command on machinery a script call does not need, which is why our store sends
+its two scripts on a leaner path of its own (compare the two raw floors). What separates our
+turn from the floor on the same path is mostly server time in the two scripts:
+each command a script runs costs about 0.5 µs (against 0.1–0.4 µs sent directly), and every
+string that enters Lua costs about 1 µs per KB, which the record does twice per turn (loaded
+by ACQUIRE, written by COMMIT). On the client, EVALSHA carries more arguments to encode than
+GET and SET. With the server on the same two cores as the client
 that shows in both latency and throughput, and how much depends on what else the machine is
 running. Round trips, not server-side commands, are what a network between client and Redis
 multiplies: over a real network the ratio to the raw floor moves towards 1 and the lead over

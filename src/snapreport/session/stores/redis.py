@@ -20,7 +20,9 @@ share its hash tag, hence its slot.
 Failures: no automatic retries (a script whose reply was lost may have run, and ACQUIRE or
 COMMIT run twice is not the same as once); connection errors and timeouts become
 ``StoreUnavailable`` at once (connect timeout 1 s, socket timeout 5 s by default), and the same
-store works again when Redis is back.
+store works again when Redis is back. The scripts are sent by a ``ScriptLink`` (redis-py's
+connections and parser, without the client's per-command machinery; see ``redis_link``); the
+few plain commands (BLPOP, GET, ZCOUNT, SCAN) go through the redis-py client.
 
 Fencing: COMMIT refuses to write unless the lock still holds the turn's token; the refusal
 surfaces as ``LockLost``. A lock outlives its holder by at most ``lock_ttl``: a renewal task
@@ -52,7 +54,7 @@ import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -69,6 +71,7 @@ from snapreport.errors import (
 )
 from snapreport.session.stores import redis_scripts as lua
 from snapreport.session.stores.base import Lease, SessionPage
+from snapreport.session.stores.redis_link import ScriptLink
 
 DEFAULT_LOCK_TTL_SECONDS: Final = 60.0
 DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = 5.0
@@ -116,6 +119,12 @@ class RedisSessionStore:
             raise ConfigurationError("lock_ttl must be positive")
         self._redis = client
         self._owns_client = owns_client
+        # scripts go through a ScriptLink on a plain pool, else through the client itself
+        pool = getattr(client, "connection_pool", None)
+        self._link = ScriptLink(pool) if ScriptLink.supports(pool) else None
+        self._call: Callable[..., Awaitable[Any]] = (
+            self._link.call if self._link is not None else client.execute_command
+        )
         self._prefix = prefix
         self._clock = clock
         self._ttl_ms = str(max(1, int(lock_ttl * 1000))).encode()
@@ -124,7 +133,6 @@ class RedisSessionStore:
         self._renew_every = lock_ttl / 3
         self._renew = renew
         # a BLPOP must return before the socket timeout would call the connection dead
-        pool = getattr(client, "connection_pool", None)
         kwargs = getattr(pool, "connection_kwargs", {})
         socket_timeout = kwargs.get("socket_timeout") or DEFAULT_SOCKET_TIMEOUT_SECONDS
         self._poll = poll if poll is not None else min(1.0, lock_ttl / 4, socket_timeout / 2)
@@ -197,13 +205,13 @@ class RedisSessionStore:
     # -- scripts -----------------------------------------------------------------------------
 
     async def _run(self, script: lua.Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        run = self._redis.execute_command
+        call = self._call
         try:
             try:
-                return await run("EVALSHA", script.sha, lua.NUMKEYS[len(keys)], *keys, *args)  # type: ignore[no-untyped-call]
+                return await call("EVALSHA", script.sha, lua.NUMKEYS[len(keys)], *keys, *args)
             except NoScriptError:
                 # EVAL runs it and caches it: a restarted or flushed server costs one EVAL
-                return await run("EVAL", script.source, lua.NUMKEYS[len(keys)], *keys, *args)  # type: ignore[no-untyped-call]
+                return await call("EVAL", script.source, lua.NUMKEYS[len(keys)], *keys, *args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis session store: {exc or type(exc).__name__}") from exc
 
@@ -496,6 +504,8 @@ class RedisSessionStore:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._held.clear()
+        if self._link is not None:
+            await self._link.aclose()
         if self._owns_client:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()
