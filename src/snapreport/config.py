@@ -96,3 +96,6 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     rate_limit_per_minute: int = Field(30, ge=1)
     log_level: str = "INFO"
+    # FastAPI's native OpenTelemetry (traces, metrics, logs to the global providers); off, it
+    # costs nothing per request (on, FastAPI looks the providers up on every request)
+    opentelemetry: bool = False

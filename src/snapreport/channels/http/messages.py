@@ -19,9 +19,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from snapreport.channels.http.auth import check_token
+from snapreport.channels.http.auth import Tokens
 from snapreport.channels.http.errors import describe_validation
 from snapreport.channels.http.images import check_image, decode_base64
 from snapreport.channels.http.render import order_out
@@ -35,7 +36,7 @@ from snapreport.channels.http.schemas import (
     MessageIn,
     MessageOut,
 )
-from snapreport.channels.http.state import HttpState, get_state
+from snapreport.channels.http.state import HttpState, get_app_state
 from snapreport.errors import (
     ImageTooLarge,
     InvalidRequest,
@@ -46,6 +47,7 @@ from snapreport.logs import bind
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
 
 router = APIRouter()
+_JSON = "application/json"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 413, 415, 422, 429, 503)
@@ -92,16 +94,20 @@ OPENAPI_BODY: dict[str, Any] = {
     summary="Send one user message and get the assistant's answer",
 )
 async def post_message(request: Request) -> Response:
-    return Response(await _answer_request(request), media_type="application/json")
+    return Response(await _answer_request(request.scope, request.receive), media_type=_JSON)
 
 
-async def _answer_request(request: Request) -> bytes:
-    """The answer's JSON body. The hot path: auth and state are read directly rather than
-    through dependencies, and the answer is serialised once, by us."""
-    state = get_state(request)
-    check_token(request, "api")
-    parsed = await _read(request, state)
-    request.state.user_id = parsed.user_id
+async def _answer_request(scope: Scope, receive: Receive) -> bytes:
+    """The answer's JSON body. The hot path works on the ASGI scope directly: the two headers
+    it needs are picked in one pass, the body is read from ``receive``, auth and state are
+    looked up without dependencies, and the answer is serialised once, by us."""
+    app = scope["app"]
+    state = get_app_state(app)
+    content_type, authorization = _headers(scope)
+    tokens: Tokens = app.state.tokens
+    tokens.check("api", authorization)
+    parsed = await _read(scope, receive, content_type, state)
+    scope.setdefault("state", {})["user_id"] = parsed.user_id  # for the access line
     bind(user_id=parsed.user_id)
     if parsed.message_id is None:
         await state.limiter.hit(parsed.user_id)
@@ -117,24 +123,36 @@ async def _answer_request(request: Request) -> bytes:
     return _respond(answer, duplicate=duplicate)
 
 
+def _headers(scope: Scope) -> tuple[str, str | None]:
+    """The media type (lower case, without parameters) and the Authorization header."""
+    content_type = ""
+    authorization: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1").split(";")[0].strip().lower()
+        elif name == b"authorization":
+            authorization = value.decode("latin-1")
+    return content_type, authorization
+
+
 class MessagesEndpoint:
     """``POST /api/v1/messages`` as a plain ASGI app, for the app's router to match before the
     documented route (whose handler, ``post_message``, does the same).
 
-    It skips Starlette's per-request endpoint wrapper and response object: an error raised
-    here reaches the application's exception handlers through its exception middleware, as
-    any other route's does.
+    It skips Starlette's per-request endpoint wrapper, request and response objects: an error
+    raised here reaches the application's exception handlers through its exception
+    middleware, as any other route's does.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _answer_request(Request(scope, receive))
+        body = await _answer_request(scope, receive)
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                    (b"content-type", _JSON.encode()),
                 ],
             }
         )
@@ -169,19 +187,29 @@ def _answer(message_id: str | None, outcome: Outcome) -> dict[str, Any]:
 # -- reading the body ------------------------------------------------------------------------
 
 
-async def _read(request: Request, state: HttpState) -> _Parsed:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+async def _read(scope: Scope, receive: Receive, content_type: str, state: HttpState) -> _Parsed:
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _read_form(request, state)
+        return await _read_form(Request(scope, receive), state)
     if content_type in ("application/json", "") or content_type.endswith("+json"):
-        return await _read_json(request, state)
+        return await _read_json(await _body(receive), state)
     raise UnsupportedMediaType(
         f"send application/json or multipart/form-data, not {content_type or 'no body type'}"
     )
 
 
-async def _read_json(request: Request, state: HttpState) -> _Parsed:
-    raw = await request.body()
+async def _body(receive: Receive) -> bytes:
+    """The whole request body (as Starlette's ``Request.body`` reads it)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _read_json(raw: bytes, state: HttpState) -> _Parsed:
     try:
         message = MessageIn.model_validate_json(raw)
     except ValidationError as exc:

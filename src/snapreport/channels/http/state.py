@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -27,7 +27,12 @@ class HttpState:
 
 def get_state(request: Request) -> HttpState:
     """The shared state, or ``Unavailable`` outside the lifespan."""
-    state: HttpState | None = getattr(request.app.state, "http", None)
+    return get_app_state(request.app)
+
+
+def get_app_state(app: Any) -> HttpState:
+    """The shared state of the application ``app``, or ``Unavailable`` outside the lifespan."""
+    state: HttpState | None = getattr(app.state, "http", None)
     if state is None:
         raise Unavailable("the service is starting or stopping")
     return state
