@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
 
 import pytest
 
@@ -22,12 +22,12 @@ class Turns:
         self.release = asyncio.Event()
         self.release.set()
 
-    async def __call__(self) -> dict[str, Any]:
+    async def __call__(self) -> bytes:
         self.runs += 1
         await self.release.wait()
         if self.fail:
             raise StoreUnavailable("the store went away")
-        return {"replies": [{"type": "text", "text": f"answer {self.runs}"}]}
+        return f'{{"replies":[{{"type":"text","text":"answer {self.runs}"}}]}}'.encode()
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ async def test_a_failed_turn_is_forgotten_and_its_retry_runs(idem: Idempotency) 
     turn.fail = False
     answer, duplicate = await idem.run("u", "m", turn)
     assert duplicate is False
-    assert answer["replies"][0]["text"] == "answer 2"
+    assert json.loads(answer)["replies"][0]["text"] == "answer 2"
 
 
 async def test_a_waiter_takes_over_when_the_first_fails(idem: Idempotency) -> None:
@@ -81,7 +81,7 @@ async def test_a_waiter_takes_over_when_the_first_fails(idem: Idempotency) -> No
     failing.release.set()
     outcomes = await asyncio.gather(first, second, return_exceptions=True)
     assert isinstance(outcomes[0], StoreUnavailable)
-    assert outcomes[1] == ({"replies": [{"type": "text", "text": "answer 1"}]}, False)
+    assert outcomes[1] == (b'{"replies":[{"type":"text","text":"answer 1"}]}', False)
     assert working.runs == 1
 
 

@@ -3,7 +3,8 @@
 Both live in the session store's backend, so they hold across every worker sharing it.
 
 Deduplication: the first request with a given (user, message id) claims the key with
-``set_if_absent``; when its turn is done, the answer replaces the claim for 24 hours. A repeat
+``set_if_absent``; when its turn is done, the answer (the JSON body as sent) replaces the claim
+for 24 hours. A repeat
 gets that answer. A repeat that arrives while the first is still running waits for the answer
 (polling the key) instead of running the turn a second time. If the first one fails, its claim
 is dropped so the client's retry runs the turn afresh (a failed turn changed nothing).
@@ -16,9 +17,7 @@ import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from random import getrandbits
-from typing import Any, Final
-
-import msgspec
+from typing import Final
 
 from snapreport.errors import RateLimited, SessionBusy, SnapreportError, StoreUnavailable
 from snapreport.kv.base import KeyValueStore
@@ -32,7 +31,7 @@ _DONE: Final = b"done:"
 _POLL_START: Final = 0.01
 _POLL_MAX: Final = 0.25
 
-Answer = dict[str, Any]
+Answer = bytes  # the answer's JSON body, as it was sent
 
 
 class Idempotency:
@@ -92,7 +91,7 @@ class Idempotency:
             await _forget(self._kv, key, claim)
             raise
         try:
-            await self._kv.set(key, _DONE + _encode(answer), ttl_seconds=self._answer_ttl)
+            await self._kv.set(key, _DONE + answer, ttl_seconds=self._answer_ttl)
         except SnapreportError as exc:
             # the turn happened; answering it matters more than remembering the answer
             log.warning("answer_not_remembered", key=key, error=exc.message)
@@ -138,21 +137,10 @@ class RateLimiter:
             )
 
 
-_encoder: Final = msgspec.json.Encoder()
-_decoder: Final = msgspec.json.Decoder(dict[str, Any])
-
-
-def _encode(answer: Answer) -> bytes:
-    """Compact UTF-8 JSON (as ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))``
-    wrote it, so workers of either version read each other's answers)."""
-    return _encoder.encode(answer)
-
-
 def _answer(value: bytes | None) -> Answer | None:
     if value is None or not value.startswith(_DONE):
         return None
-    decoded: Answer = _decoder.decode(memoryview(value)[len(_DONE) :])
-    return decoded
+    return value[len(_DONE) :]
 
 
 async def _forget(kv: KeyValueStore, key: str, claim: bytes) -> None:

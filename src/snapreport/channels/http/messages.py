@@ -111,7 +111,7 @@ async def _answer_request(scope: Scope, receive: Receive) -> bytes:
     bind(user_id=parsed.user_id)
     if parsed.message_id is None:
         await state.limiter.hit(parsed.user_id)
-        return _respond(await _turn(state, parsed), duplicate=False)
+        return await _turn(state, parsed)
     answer, duplicate = await state.idempotency.run(
         parsed.user_id,
         parsed.message_id,
@@ -120,7 +120,8 @@ async def _answer_request(scope: Scope, receive: Receive) -> bytes:
     )
     if duplicate:
         state.metrics.duplicates.inc()
-    return _respond(answer, duplicate=duplicate)
+        return _as_duplicate(answer)
+    return answer
 
 
 def _headers(scope: Scope) -> tuple[str, str | None]:
@@ -159,17 +160,20 @@ class MessagesEndpoint:
         await send({"type": "http.response.body", "body": body})
 
 
+# compact UTF-8 JSON: the bytes remembered for a repeat are the bytes sent the first time
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def _respond(answer: dict[str, Any], *, duplicate: bool) -> bytes:
-    return _encode({**answer, "duplicate": duplicate})
+def _as_duplicate(body: bytes) -> bytes:
+    """A remembered answer, sent again with ``"duplicate": true``."""
+    return _encode({**_decode(body), "duplicate": True})
 
 
-async def _turn(state: HttpState, parsed: _Parsed) -> dict[str, Any]:
+async def _turn(state: HttpState, parsed: _Parsed) -> bytes:
     outcome = await state.app.assistant.handle(parsed.user_id, parsed.event)
     state.metrics.turn(outcome.state)
-    return _answer(parsed.message_id, outcome)
+    return _encode(_answer(parsed.message_id, outcome))
 
 
 def _answer(message_id: str | None, outcome: Outcome) -> dict[str, Any]:
