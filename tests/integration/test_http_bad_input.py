@@ -138,3 +138,32 @@ async def test_bad_requests_elsewhere_are_refused_and_change_nothing(
     assert error["code"] == bad.code
     assert bad.mentions in error["message"]
     assert await _snapshot(primed) == before
+
+
+async def _chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    yield b'{"user_id": "alice", "text": "'
+    for _ in range(total // size):
+        yield b"x" * size
+    yield b'"}'
+
+
+async def test_a_body_sent_in_chunks_is_cut_off_at_the_cap(primed: Running) -> None:
+    before = await _snapshot(primed)
+    response = await primed.client.post(
+        "/api/v1/messages",
+        content=_chunks(2 * 1024 * 1024),  # no Content-Length: counted as it comes
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert await _snapshot(primed) == before
+
+
+def test_a_length_declared_next_to_chunks_does_not_bound_the_body() -> None:
+    from snapreport.channels.http.middleware import _content_length
+
+    length = (b"content-length", b"10")
+    assert _content_length({"headers": [length]}) == 10
+    assert _content_length({"headers": [length, (b"transfer-encoding", b"chunked")]}) is None
+    assert _content_length({"headers": [(b"transfer-encoding", b"chunked"), length]}) is None
+    assert _content_length({"headers": [(b"content-length", b"ten")]}) is None

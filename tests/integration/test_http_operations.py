@@ -184,3 +184,29 @@ async def test_admin_and_user_reads_are_503_while_the_store_is_away(
         redis_server.start()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "store_unavailable"
+
+
+async def test_a_server_process_collects_young_garbage_less_often(
+    tmp_path: Path,
+) -> None:
+    import gc
+
+    from snapreport.channels.http.app import GC_YOUNG_THRESHOLD, create_app
+
+    saved = gc.get_threshold()
+    app = create_app(make_settings(tmp_path), freeze_gc=True)
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *saved[1:])
+    finally:
+        gc.set_threshold(*saved)
+        gc.unfreeze()
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_fastapis_opentelemetry_follows_the_setting(tmp_path: Path, on: bool) -> None:
+    from snapreport.channels.http.app import create_app
+
+    app = create_app(make_settings(tmp_path, opentelemetry=on))
+    config = app._telemetry
+    assert (config["tracing"], config["metrics"], config["logs"]) == (on, on, on)

