@@ -1,8 +1,15 @@
-"""``MemoryKeyValueStore``: one process; expired keys are dropped lazily and in small sweeps."""
+"""``MemoryKeyValueStore``: one process; expired keys are dropped lazily and in small sweeps.
+
+Expiry is filed by the second: each key is appended to the list of the second its deadline
+falls in, and a small heap holds those seconds (one entry per second in use, however many keys
+share it). Filing a key is a dict lookup and a list append, whatever the number of keys;
+every write then sweeps a few keys from the oldest second that has passed.
+"""
 
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Callable
 
@@ -15,7 +22,8 @@ class MemoryKeyValueStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._data: dict[str, tuple[float, bytes]] = {}
-        self._expiry: list[tuple[float, str]] = []
+        self._due: dict[int, list[str]] = {}  # second -> keys whose deadline falls in it
+        self._seconds: list[int] = []  # a heap of the keys of ``_due``
 
     def _live(self, key: str) -> bytes | None:
         item = self._data.get(key)
@@ -27,19 +35,30 @@ class MemoryKeyValueStore:
         return item[1]
 
     def _put(self, key: str, value: bytes, ttl_seconds: float) -> None:
-        deadline = self._clock() + ttl_seconds
-        self._data[key] = (deadline, value)
-        heapq.heappush(self._expiry, (deadline, key))
-        self._sweep(SWEEP_PER_WRITE)
-
-    def _sweep(self, limit: int) -> None:
         now = self._clock()
-        while self._expiry and limit > 0 and self._expiry[0][0] <= now:
-            deadline, key = heapq.heappop(self._expiry)
-            item = self._data.get(key)
-            if item is not None and item[0] == deadline:
-                del self._data[key]
-            limit -= 1
+        deadline = now + ttl_seconds
+        self._data[key] = (deadline, value)
+        second = math.floor(deadline)
+        keys = self._due.get(second)
+        if keys is None:
+            keys = self._due[second] = []
+            heapq.heappush(self._seconds, second)
+        keys.append(key)
+        self._sweep(now, SWEEP_PER_WRITE)
+
+    def _sweep(self, now: float, limit: int) -> None:
+        """Drop up to ``limit`` filed keys of seconds that have wholly passed."""
+        seconds, due, data = self._seconds, self._due, self._data
+        while seconds and seconds[0] + 1 <= now and limit > 0:
+            keys = due[seconds[0]]
+            while keys and limit > 0:
+                key = keys.pop()
+                item = data.get(key)
+                if item is not None and item[0] <= now:  # not written again since
+                    del data[key]
+                limit -= 1
+            if not keys:
+                del due[heapq.heappop(seconds)]
 
     async def get(self, key: str) -> bytes | None:
         return self._live(key)
