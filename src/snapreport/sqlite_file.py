@@ -9,8 +9,10 @@ processes can share the file. Driver errors become ``StoreUnavailable`` here, at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +22,44 @@ from snapreport.errors import StoreUnavailable
 T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 30.0
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (their extended codes share the low byte)
+
+
+def open_database(
+    path: str | Path,
+    setup: Callable[[sqlite3.Connection], None],
+    *,
+    timeout: float = BUSY_TIMEOUT_SECONDS,
+    check_same_thread: bool = True,
+) -> sqlite3.Connection:
+    """An autocommit connection to ``path`` on which ``setup`` (pragmas, schema) has run.
+
+    When several processes open a new file at once, switching it to WAL or creating its tables
+    can fail with "database is locked" straight away: SQLite does not wait out its busy
+    timeout when waiting could deadlock. The whole opening is then tried again, for up to
+    ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        conn = sqlite3.connect(
+            path, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread
+        )
+        try:
+            setup(conn)
+            return conn
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            conn.close()
+            if exc.sqlite_errorcode & 0xFF not in _BUSY_CODES or time.monotonic() >= deadline:
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 class SqliteFile:
@@ -43,17 +83,14 @@ class SqliteFile:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                check_same_thread=False,
-                isolation_level=None,  # autocommit: each statement is its own transaction
-            )
-            for pragma in self._pragmas:
-                conn.execute(f"PRAGMA {pragma}")
-            conn.executescript(self._schema)
-            self._conn = conn
+            # autocommit: each statement is its own transaction
+            self._conn = open_database(self.path, self._setup, check_same_thread=False)
         return self._conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        for pragma in self._pragmas:
+            conn.execute(f"PRAGMA {pragma}")
+        conn.executescript(self._schema)
 
     async def run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` with the connection in a worker thread."""

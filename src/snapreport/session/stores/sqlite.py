@@ -43,6 +43,7 @@ from typing import Any, Final
 
 from snapreport.errors import ConfigurationError, LockLost, SessionBusy, StoreUnavailable
 from snapreport.session.stores.base import Lease, SessionPage
+from snapreport.sqlite_file import open_database
 
 DEFAULT_LOCK_TTL_SECONDS: Final = 60.0
 DEFAULT_POLL_SECONDS: Final = 0.005
@@ -169,20 +170,7 @@ class SqliteSessionStore:
         return await self._submit(op, args, write=False)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=True
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        try:
-            conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            conn.close()
-            raise
-        return conn
+        return open_database(self._path, _setup, timeout=self._busy_timeout)
 
     def _work(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -573,6 +561,12 @@ class SqliteSessionStore:
     def held_locks(self) -> int:
         """How many locks this store instance holds for running turns."""
         return len(self._held)
+
+
+def _setup(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
