@@ -128,3 +128,32 @@ def test_only_a_plain_pool_is_linked(redis_url: str) -> None:
     assert ScriptLink.supports(ConnectionPool.from_url(redis_url))
     assert not ScriptLink.supports(aioredis.BlockingConnectionPool.from_url(redis_url))
     assert not ScriptLink.supports(None)
+
+
+async def test_stores_on_a_pool_the_link_does_not_take_use_the_client(
+    redis_url: str, redis_prefix: str
+) -> None:
+    from snapreport.kv.redis import RedisKeyValueStore
+    from snapreport.session.engine import SessionEngine
+    from snapreport.session.stores.redis import RedisSessionStore
+
+    client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(redis_url))
+    sessions = RedisSessionStore(client, prefix=redis_prefix)
+    kv = RedisKeyValueStore(client, prefix=redis_prefix)
+    try:
+        assert sessions._link is None
+        assert kv._link is None
+        engine = SessionEngine(sessions)
+        for text in ("one", "two"):
+            async with engine.turn("alice") as session:
+                session.history.add_user(text)
+        info = await engine.peek("alice")
+        assert info is not None
+        assert [message.text for message in info.session.history] == ["one", "two"]
+        assert [await kv.incr("n", ttl_seconds=60) for _ in range(3)] == [1, 2, 3]
+        assert await kv.set_if_absent("k", b"v", ttl_seconds=60) is True
+        assert await kv.set_if_absent("k", b"w", ttl_seconds=60) is False
+        assert await kv.get("k") == b"v"
+    finally:
+        await sessions.aclose()
+        await client.aclose()

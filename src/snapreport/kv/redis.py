@@ -1,8 +1,10 @@
 """``RedisKeyValueStore``: keys in Redis, shared by every worker and machine; native TTLs.
 
-Keys are ``<prefix>:kv:<key>``. ``set_if_absent`` is one ``SET NX PX``; ``incr`` is ``INCR``
-and ``PEXPIRE NX`` in one MULTI/EXEC transaction, so a counter always gets its TTL exactly once
-(when it is created) even if two workers race on it. Driver errors become ``StoreUnavailable``.
+Keys are ``<prefix>:kv:<key>``. ``set_if_absent`` is one ``SET NX PX``; ``incr`` is a script
+that gives a counter its TTL when it creates it, so the TTL is set exactly once even if two
+workers race on it (Redis 6.2 has no ``PEXPIRE NX``). Every call is one round trip, sent like
+the session store's scripts (``redis_link``: redis-py's connections and parser, without the
+client's per-command machinery). Driver errors become ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,19 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from snapreport.errors import StoreUnavailable
+from snapreport.session.stores.redis_link import Arg, link_or_client, run_script
+from snapreport.session.stores.redis_scripts import script
 
 DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = 5.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 1.0
+
+
+# KEYS counter | ARGV ttl_ms
+_INCR = script(
+    "local n = redis.call('INCR', KEYS[1]) "
+    "if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+    "return n"
+)
 
 
 def _ms(seconds: float) -> int:
@@ -35,6 +47,7 @@ class RedisKeyValueStore:
         self._redis = client
         self._prefix = f"{prefix}:kv:"
         self._owns_client = owns_client
+        self._link, self._send = link_or_client(client)
 
     @classmethod
     def from_url(
@@ -62,49 +75,45 @@ class RedisKeyValueStore:
     def _key(self, key: str) -> str:
         return self._prefix + key
 
-    async def _call(self, action: str, coro: Any) -> Any:
+    async def _call(self, action: str, *args: Arg) -> Any:
         try:
-            return await coro
+            return await self._send(*args)
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(
-                f"redis key-value store: {action} failed: {exc or type(exc).__name__}"
-            ) from exc
+            raise _unavailable(action, exc) from exc
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._call("get", self._redis.get(self._key(key)))
+        value = await self._call("get", "GET", self._key(key))
         return None if value is None else bytes(value)
 
     async def set(self, key: str, value: bytes, *, ttl_seconds: float) -> None:
-        await self._call("set", self._redis.set(self._key(key), value, px=_ms(ttl_seconds)))
+        await self._call("set", "SET", self._key(key), value, "PX", _ms(ttl_seconds))
 
     async def set_if_absent(self, key: str, value: bytes, *, ttl_seconds: float) -> bool:
-        stored = await self._call(
-            "set_if_absent",
-            self._redis.set(self._key(key), value, px=_ms(ttl_seconds), nx=True),
-        )
-        return bool(stored)
+        px = _ms(ttl_seconds)
+        stored = await self._call("set_if_absent", "SET", self._key(key), value, "PX", px, "NX")
+        return stored is not None
 
     async def delete(self, key: str) -> None:
-        await self._call("delete", self._redis.delete(self._key(key)))
+        await self._call("delete", "DEL", self._key(key))
 
     async def incr(self, key: str, *, ttl_seconds: float) -> int:
-        name = self._key(key)
-
-        async def run() -> int:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(name)
-                pipe.pexpire(name, _ms(ttl_seconds), nx=True)
-                value, _ = await pipe.execute()
-            return int(value)
-
-        result: int = await self._call("incr", run())
-        return result
+        try:
+            count = await run_script(self._send, _INCR, (self._key(key),), (_ms(ttl_seconds),))
+        except (RedisError, OSError) as exc:
+            raise _unavailable("incr", exc) from exc
+        return int(count)
 
     async def ping(self) -> None:
-        await self._call("ping", self._redis.ping())
+        await self._call("ping", "PING")
 
     async def aclose(self) -> None:
+        if self._link is not None:
+            await self._link.aclose()
         if self._owns_client:
             # closing a pool whose server went away must not fail shutdown
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()
+
+
+def _unavailable(action: str, exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"redis key-value store: {action} failed: {exc or type(exc).__name__}")

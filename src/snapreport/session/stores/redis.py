@@ -54,14 +54,14 @@ import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from snapreport.errors import (
     ConfigurationError,
@@ -71,7 +71,7 @@ from snapreport.errors import (
 )
 from snapreport.session.stores import redis_scripts as lua
 from snapreport.session.stores.base import Lease, SessionPage
-from snapreport.session.stores.redis_link import ScriptLink
+from snapreport.session.stores.redis_link import link_or_client, run_script
 
 DEFAULT_LOCK_TTL_SECONDS: Final = 60.0
 DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = 5.0
@@ -120,11 +120,7 @@ class RedisSessionStore:
         self._redis = client
         self._owns_client = owns_client
         # scripts go through a ScriptLink on a plain pool, else through the client itself
-        pool = getattr(client, "connection_pool", None)
-        self._link = ScriptLink(pool) if ScriptLink.supports(pool) else None
-        self._call: Callable[..., Awaitable[Any]] = (
-            self._link.call if self._link is not None else client.execute_command
-        )
+        self._link, self._call = link_or_client(client)
         self._prefix = prefix
         self._clock = clock
         self._ttl_ms = str(max(1, int(lock_ttl * 1000))).encode()
@@ -133,6 +129,7 @@ class RedisSessionStore:
         self._renew_every = lock_ttl / 3
         self._renew = renew
         # a BLPOP must return before the socket timeout would call the connection dead
+        pool = getattr(client, "connection_pool", None)
         kwargs = getattr(pool, "connection_kwargs", {})
         socket_timeout = kwargs.get("socket_timeout") or DEFAULT_SOCKET_TIMEOUT_SECONDS
         self._poll = poll if poll is not None else min(1.0, lock_ttl / 4, socket_timeout / 2)
@@ -205,13 +202,8 @@ class RedisSessionStore:
     # -- scripts -----------------------------------------------------------------------------
 
     async def _run(self, script: lua.Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        call = self._call
         try:
-            try:
-                return await call("EVALSHA", script.sha, lua.NUMKEYS[len(keys)], *keys, *args)
-            except NoScriptError:
-                # EVAL runs it and caches it: a restarted or flushed server costs one EVAL
-                return await call("EVAL", script.source, lua.NUMKEYS[len(keys)], *keys, *args)
+            return await run_script(self._call, script, keys, args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis session store: {exc or type(exc).__name__}") from exc
 

@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeGuard
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, RedisError
+from redis.exceptions import DataError, NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from snapreport.session.stores.redis_scripts import NUMKEYS, Script
+
 Arg = bytes | str | int | float
+Call = Callable[..., Awaitable[Any]]
 
 
 def pack(*args: Arg) -> bytes:
@@ -95,3 +99,23 @@ class ScriptLink:
         for connection in free:
             with contextlib.suppress(RedisError, OSError):
                 await connection.disconnect()
+
+
+def link_or_client(client: Any) -> tuple[ScriptLink | None, Call]:
+    """A ``ScriptLink`` on ``client``'s pool and its ``call``, or (None, the client's own
+    ``execute_command``) for a pool the link does not take."""
+    pool = getattr(client, "connection_pool", None)
+    if ScriptLink.supports(pool):
+        link = ScriptLink(pool)
+        return link, link.call
+    execute: Call = client.execute_command
+    return None, execute
+
+
+async def run_script(call: Call, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+    """EVALSHA ``script``; EVAL it (which caches it) if the server does not know it yet."""
+    numkeys = NUMKEYS[len(keys)]
+    try:
+        return await call("EVALSHA", script.sha, numkeys, *keys, *args)
+    except NoScriptError:  # a restarted or flushed server costs one EVAL
+        return await call("EVAL", script.source, numkeys, *keys, *args)
