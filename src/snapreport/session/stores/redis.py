@@ -162,9 +162,10 @@ class RedisSessionStore:
     ) -> RedisSessionStore:
         """A store on its own connection pool, which ``aclose`` closes.
 
-        The pool opens at most ``max_connections`` (past that a command fails with
-        StoreUnavailable). A turn uses one at a time, and each user with waiters in this
-        process holds one for its BLPOP. (redis-py's BlockingConnectionPool would queue instead,
+        The pool opens at most ``max_connections``, and the script link as many again (past
+        that a command fails with StoreUnavailable). A turn uses one link connection at a
+        time, and each user with waiters in this process holds one pool connection for its
+        BLPOP. (redis-py's BlockingConnectionPool would queue instead,
         but costs a third of the throughput.)
 
         No automatic retries: a script whose reply was lost may have run, and running ACQUIRE
