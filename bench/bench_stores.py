@@ -390,7 +390,7 @@ latencies of that run.
 - **raw GET+SET on our link**: the same GET and SET, sent the way our store sends its scripts:
   by `ScriptLink`, on redis-py's connections and parser but without the client's per-command
   machinery (retry wrapper, observability hooks, pool lock, a task per write for the socket
-  timeout), which costs about 9 µs of client CPU per command with redis-py 8. Shown for
+  timeout), which costs about 10 µs of client time per command with redis-py 8. Shown for
   information: it is the floor on our own path, so the gap to it is what locking, fencing,
   FIFO handover and the index cost on their own.
 - **snapreport sqlite / memory**: the same engine turn on our other stores, in this process
@@ -416,7 +416,7 @@ release script).
 
 Reading the figures: at c=1 a turn is strictly sequential, so its time is the client's CPU
 time plus the server's. Most of a round trip is the client's CPU: redis-py 8's client spends
-about 9 µs per command on machinery a script call does not need, which is why our store sends
+about 10 µs per command on machinery a script call does not need, which is why our store sends
 its two scripts on a leaner path of its own (compare the two raw floors). What separates our
 turn from the floor on the same path is mostly server time in the two scripts:
 each command a script runs costs about 0.5 µs (against 0.1–0.4 µs sent directly), and every

@@ -3,7 +3,7 @@
 redis-py's client wraps every command in machinery a script call does not need: a retry
 wrapper and its closures, observability hooks, an async lock around the pool, and an
 ``asyncio.wait_for`` (a new task) around every write when a socket timeout is set. Measured on a
-locked turn (two script calls), that is about 18 µs of the client's CPU, more than the two
+locked turn (two script calls), that is about 20 µs of the client's time, more than the two
 scripts cost the server. ``ScriptLink`` keeps what matters and drops the rest: connections are
 made by the pool's own connection class from the pool's own settings (host, port or unix socket,
 TLS, password, database, protocol), replies are parsed by redis-py, and one ``asyncio.timeout``
