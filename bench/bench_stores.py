@@ -49,11 +49,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from _redis_bench_util import LocalRedis
+from snapreport.redis_link import ScriptLink
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.stores.base import Lease
 from snapreport.session.stores.memory import MemorySessionStore
 from snapreport.session.stores.redis import RedisSessionStore
-from snapreport.session.stores.redis_link import ScriptLink
 from snapreport.session.stores.sqlite import SqliteSessionStore
 
 ROOT = Path(__file__).resolve().parents[1]

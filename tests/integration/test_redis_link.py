@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from snapreport.session.stores.redis_link import ScriptLink
+from snapreport.redis_link import ScriptLink
 from tests.harness.redis_server import RedisServer
 
 

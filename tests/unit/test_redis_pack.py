@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from snapreport.session.stores.redis_link import Arg, pack
+from snapreport.redis_link import Arg, pack
 
 args = st.one_of(
     st.binary(max_size=9000),  # past redis-py's own chunking size

@@ -19,8 +19,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from snapreport.errors import StoreUnavailable
-from snapreport.session.stores.redis_link import Arg, link_or_client, run_script
-from snapreport.session.stores.redis_scripts import script
+from snapreport.redis_link import Arg, link_or_client, run_script, script
 
 DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = 5.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 1.0

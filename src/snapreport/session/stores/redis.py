@@ -69,9 +69,9 @@ from snapreport.errors import (
     SessionBusy,
     StoreUnavailable,
 )
+from snapreport.redis_link import Script, link_or_client, run_script
 from snapreport.session.stores import redis_scripts as lua
 from snapreport.session.stores.base import Lease, SessionPage
-from snapreport.session.stores.redis_link import link_or_client, run_script
 
 DEFAULT_LOCK_TTL_SECONDS: Final = 60.0
 DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = 5.0
@@ -165,8 +165,8 @@ class RedisSessionStore:
         The pool opens at most ``max_connections``, and the script link as many again (past
         that a command fails with StoreUnavailable). A turn uses one link connection at a
         time, and each user with waiters in this process holds one pool connection for its
-        BLPOP. (redis-py's BlockingConnectionPool would queue instead,
-        but costs a third of the throughput.)
+        BLPOP. (redis-py's BlockingConnectionPool would queue instead, but costs a third of
+        the throughput.)
 
         No automatic retries: a script whose reply was lost may have run, and running ACQUIRE
         or COMMIT twice would not be the same as once; a failure surfaces as StoreUnavailable.
@@ -202,7 +202,7 @@ class RedisSessionStore:
 
     # -- scripts -----------------------------------------------------------------------------
 
-    async def _run(self, script: lua.Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await run_script(self._call, script, keys, args)
         except (RedisError, OSError) as exc:

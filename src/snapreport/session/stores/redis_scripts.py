@@ -8,9 +8,8 @@ of Redis 6.2; they run by EVALSHA and are loaded again on NOSCRIPT.
 from __future__ import annotations
 
 import functools
-import hashlib
-from dataclasses import dataclass
-from typing import Final
+
+from snapreport.redis_link import Script, script
 
 # Every per-user script is given ONE key, the user's record ``P:{user}:s``, and derives the
 # user's other keys from it (same hash tag, so same Cluster slot): fewer arguments to encode on
@@ -261,25 +260,12 @@ return 0
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Script:
-    source: str
-    sha: bytes  # pre-encoded: redis-py passes bytes through untouched
-
-
-def script(source: str) -> Script:
-    return Script(source, hashlib.sha1(source.encode()).hexdigest().encode())  # noqa: S324
-
-
 @functools.cache
 def turn_scripts(ttl_ms: bytes) -> tuple[Script, Script]:
     """ACQUIRE and COMMIT with the lock TTL (milliseconds) written in."""
     ttl = ttl_ms.decode()
     return script(_ACQUIRE.replace(_TTL, ttl)), script(_COMMIT.replace(_TTL, ttl))
 
-
-# the numkeys argument of EVALSHA, pre-encoded
-NUMKEYS: Final = (b"0", b"1", b"2", b"3")
 
 RELEASE = script(_RELEASE)
 RECHECK = script(_RECHECK)

@@ -1,4 +1,6 @@
-"""``ScriptLink``: the session store's script calls, sent on redis-py's own connections.
+"""``ScriptLink``: Redis calls sent on redis-py's own connections, and the scripts they run.
+
+Shared by the Redis session store (its two scripts per turn) and the Redis key-value store.
 
 redis-py's client wraps every command in machinery a script call does not need: a retry
 wrapper and its closures, observability hooks, an async lock around the pool, and an
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -30,10 +34,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from snapreport.session.stores.redis_scripts import NUMKEYS, Script
-
 Arg = bytes | str | int | float
 Call = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script and its SHA1, for EVALSHA (see ``run_script``)."""
+
+    source: str
+    sha: bytes  # pre-encoded: sent as it is
+
+
+def script(source: str) -> Script:
+    return Script(source, hashlib.sha1(source.encode()).hexdigest().encode())  # noqa: S324
 
 
 def pack(*args: Arg) -> bytes:
@@ -114,7 +128,7 @@ def link_or_client(client: Any) -> tuple[ScriptLink | None, Call]:
 
 async def run_script(call: Call, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
     """EVALSHA ``script``; EVAL it (which caches it) if the server does not know it yet."""
-    numkeys = NUMKEYS[len(keys)]
+    numkeys = len(keys)
     try:
         return await call("EVALSHA", script.sha, numkeys, *keys, *args)
     except NoScriptError:  # a restarted or flushed server costs one EVAL
