@@ -9,7 +9,6 @@ processes can share the file. Driver errors become ``StoreUnavailable`` here, at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
 import time
@@ -48,16 +47,13 @@ def open_database(
         try:
             setup(conn)
             return conn
-        except sqlite3.OperationalError as exc:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            conn.close()
-            if exc.sqlite_errorcode & 0xFF not in _BUSY_CODES or time.monotonic() >= deadline:
+        except BaseException as exc:
+            conn.close()  # which rolls back whatever ``setup`` began
+            busy = isinstance(exc, sqlite3.OperationalError) and (
+                exc.sqlite_errorcode & 0xFF in _BUSY_CODES
+            )
+            if not busy or time.monotonic() >= deadline:
                 raise
-        except BaseException:
-            conn.close()
-            raise
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
 
