@@ -4,10 +4,10 @@ Both live in the session store's backend, so they hold across every worker shari
 
 Deduplication: the first request with a given (user, message id) claims the key with
 ``set_if_absent``; when its turn is done, the answer (the JSON body as sent) replaces the claim
-for 24 hours. A repeat
-gets that answer. A repeat that arrives while the first is still running waits for the answer
-(polling the key) instead of running the turn a second time. If the first one fails, its claim
-is dropped so the client's retry runs the turn afresh (a failed turn changed nothing).
+for 24 hours. A repeat gets that answer. A repeat that arrives while the first is still running
+waits for the answer (polling the key) instead of running the turn a second time. If the first
+one fails, its claim is dropped so the client's retry runs the turn afresh (a failed turn
+changed nothing).
 """
 
 from __future__ import annotations
