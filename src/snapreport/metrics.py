@@ -7,8 +7,9 @@ knows nothing of metrics.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -100,44 +101,35 @@ class TimedVision:
         return self._inner.enabled
 
     async def analyze(self, image: Image, catalog: Sequence[str], *, language: str) -> Analysis:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            result = await self._inner.analyze(image, catalog, language=language)
-            outcome = "ok"
-            return result
-        finally:
-            self._observe("analyze", outcome, started)
+        with self._timed("analyze"):
+            return await self._inner.analyze(image, catalog, language=language)
 
     async def verify_close(
         self, original: Image, close: Image, *, description: str, language: str
     ) -> Verification:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            result = await self._inner.verify_close(
+        with self._timed("verify_close"):
+            return await self._inner.verify_close(
                 original, close, description=description, language=language
             )
-            outcome = "ok"
-            return result
-        finally:
-            self._observe("verify_close", outcome, started)
 
     async def chat(
         self, messages: Sequence[Message], images: Mapping[str, Image], *, language: str
     ) -> str:
+        with self._timed("chat"):
+            return await self._inner.chat(messages, images, language=language)
+
+    @contextlib.contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        """Observe the call's duration, labelled ``ok`` or ``error`` by how it ended."""
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self._inner.chat(messages, images, language=language)
+            yield
             outcome = "ok"
-            return result
         finally:
-            self._observe("chat", outcome, started)
-
-    def _observe(self, operation: str, outcome: str, started: float) -> None:
-        if self._inner.enabled:  # the manual mode answers instantly: not a model latency
-            self._histogram.labels(operation, outcome).observe(time.perf_counter() - started)
+            if self._inner.enabled:  # the manual mode answers instantly: not a model latency
+                elapsed = time.perf_counter() - started
+                self._histogram.labels(operation, outcome).observe(elapsed)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
