@@ -76,6 +76,34 @@ def test_url_check_with_a_bad_signature_is_refused(server: WeComPusher) -> None:
     assert b"12345" not in response.content
 
 
+def _url_check_with(server: WeComPusher, sealed: str, timestamp: str) -> Any:
+    nonce = "1372623149"
+    params = {
+        "msg_signature": server.crypto.sign(timestamp, nonce, sealed),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "echostr": sealed,
+    }
+    return server.http.get(server.callback_url, params=params)
+
+
+def test_url_check_refuses_a_stale_timestamp(server: WeComPusher) -> None:
+    # a push captured three days ago, replayed as the URL check's echostr
+    old = str(int(time.time()) - 3 * 86_400)
+    replayed = _url_check_with(server, server.crypto.encrypt("1288432023552776189"), old)
+    assert replayed.status_code == 403
+    assert replayed.text == "invalid_signature"
+
+
+def test_url_check_does_not_decrypt_a_message(server: WeComPusher) -> None:
+    # a validly signed push sent as echostr: its plaintext is a message, not a URL-check string
+    sealed = server.crypto.encrypt(server.text_xml(USER, "3号楼东侧楼梯间"))
+    response = _url_check_with(server, sealed, str(int(time.time())))
+    assert response.status_code == 403
+    assert response.text == "invalid_signature"
+    assert "楼梯间" not in response.text
+
+
 def test_url_check_answers_within_a_second(server: WeComPusher) -> None:
     started = time.monotonic()
     response = server.url_check("42")
@@ -190,6 +218,31 @@ def test_malformed_xml_is_refused(server: WeComPusher) -> None:
         content=b"<xml><Encrypt>unterminated",
     )
     assert response.status_code == 400
+
+
+def test_a_doctype_is_refused_in_the_envelope_and_in_the_message(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    doctype = '<!DOCTYPE xml SYSTEM "http://127.0.0.1:9/wecom.dtd">'
+    inner = server.push(doctype + server.text_xml(USER, "取消"))
+    sealed = server.crypto.encrypt(server.text_xml(USER, "取消"))
+    timestamp, nonce = str(int(time.time())), "77"
+    outer = server.http.post(
+        server.callback_url,
+        params={
+            "msg_signature": server.crypto.sign(timestamp, nonce, sealed),
+            "timestamp": timestamp,
+            "nonce": nonce,
+        },
+        content=f"{doctype}<xml><Encrypt><![CDATA[{sealed}]]></Encrypt></xml>".encode(),
+    )
+    assert (inner.status_code, inner.text) == (400, "invalid_input")
+    assert (outer.status_code, outer.text) == (400, "invalid_input")
+    # neither was handled: the next message's reply is the only one, and nothing was cancelled
+    accepted(server.push(server.text_xml(USER, "帮助")))
+    fake_wecom.wait_for_sent(1)
+    assert len(fake_wecom.sent_texts()) == 1
+    assert HELP_MARK in fake_wecom.sent_texts()[0]
 
 
 def test_the_same_msgid_three_times_makes_one_alarm(

@@ -137,7 +137,7 @@ def test_entities_are_refused() -> None:
         '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
         "<xml><Encrypt>&b;</Encrypt></xml>"
     )
-    with pytest.raises(InvalidInput, match="cannot be parsed"):
+    with pytest.raises(InvalidInput, match="DOCTYPE"):
         parse_envelope(bomb.encode())
 
 
@@ -146,7 +146,7 @@ def test_external_entities_are_refused() -> None:
         '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
         "<xml><Encrypt>&e;</Encrypt></xml>"
     )
-    with pytest.raises(InvalidInput, match="cannot be parsed"):
+    with pytest.raises(InvalidInput, match="DOCTYPE"):
         parse_envelope(xxe.encode())
 
 
@@ -154,3 +154,20 @@ def test_oversized_bodies_are_refused_before_parsing() -> None:
     body = b"<xml><Encrypt>" + b"A" * MAX_XML_BYTES + b"</Encrypt></xml>"
     with pytest.raises(InvalidInput, match="limit"):
         parse_envelope(body)
+
+
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        '<!DOCTYPE xml SYSTEM "http://127.0.0.1:9/wecom.dtd">',
+        '<!DOCTYPE xml PUBLIC "-//W3C//DTD XHTML 1.0//EN" "wecom.dtd">',
+        "<!DOCTYPE xml [<!ELEMENT xml ANY>]>",
+        "<!DOCTYPE xml>",
+    ],
+)
+def test_any_doctype_is_refused(doctype: str) -> None:
+    body = doctype + wrap(HEAD + "<MsgType>text</MsgType><Content>hi</Content><MsgId>1</MsgId>")
+    with pytest.raises(InvalidInput, match="DOCTYPE"):
+        parse_message(body)
+    with pytest.raises(InvalidInput, match="DOCTYPE"):
+        parse_envelope((doctype + "<xml><Encrypt>abc</Encrypt></xml>").encode())

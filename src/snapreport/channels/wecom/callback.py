@@ -4,11 +4,17 @@ The router is declarative; the running ``WeComChannel`` is ``request.app.state.w
 when WeCom is not configured: then the route answers 404). A push is verified, decrypted and
 deduplicated, then answered at once with 200 and an empty body; the channel handles it in the
 background and replies with message/send. Anything that fails the checks is refused with 403
-(signature, ciphertext) or 400 (malformed XML), and nothing of it is handled.
+(signature, timestamp, ciphertext) or 400 (malformed XML, a DOCTYPE), and nothing of it is
+handled; the reason goes to the log.
+
+The URL check (GET) passes the same signature and timestamp checks as a push, and answers only
+a plaintext shaped like WeCom's ``echostr`` (a short random string): a captured push replayed
+as ``echostr`` is never decrypted for the caller.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Final
 
@@ -18,10 +24,16 @@ from fastapi.responses import PlainTextResponse
 from snapreport.channels.wecom.channel import WeComChannel
 from snapreport.channels.wecom.messages import MAX_XML_BYTES, parse_envelope, parse_message
 from snapreport.errors import InvalidInput, InvalidSignature, SnapreportError
+from snapreport.logs import get_logger
+
+log = get_logger("snapreport.wecom")
 
 PATH: Final = "/wecom/callback"
 # a validly signed push older than the deduplication window could otherwise be replayed
 MAX_TIMESTAMP_SKEW_SECONDS: Final = 86_400
+# what WeCom encrypts as the URL check's echostr: a short random string (digits in practice);
+# base64 and URL-safe characters are allowed too, markup and whitespace never
+ECHOSTR_PATTERN: Final = re.compile(r"[A-Za-z0-9+/=_.-]{1,128}")
 
 router = APIRouter(tags=["wecom"])
 
@@ -32,6 +44,7 @@ def _channel(request: Request) -> WeComChannel | None:
 
 
 def _refusal(exc: SnapreportError) -> Response:
+    log.info("wecom_callback_refused", code=exc.code, error=exc.message)
     return PlainTextResponse(exc.code, status_code=exc.http_status)
 
 
@@ -47,7 +60,7 @@ async def url_check(
     nonce: str = "",
     echostr: str = "",
 ) -> Response:
-    """Answer WeCom's URL check with the decrypted ``echostr``, alone."""
+    """Answer WeCom's URL check with the decrypted ``echostr``, alone (see the module doc)."""
     channel = _channel(request)
     if channel is None:
         return _not_configured()
@@ -55,7 +68,10 @@ async def url_check(
     echostr = echostr.replace(" ", "+")
     try:
         channel.crypto.verify(msg_signature, timestamp, nonce, echostr)
+        _check_fresh(timestamp)
         plain = channel.crypto.decrypt(echostr)
+        if not ECHOSTR_PATTERN.fullmatch(plain):
+            raise InvalidSignature("the echostr does not hold a URL-check string")
     except SnapreportError as exc:
         return _refusal(exc)
     return PlainTextResponse(plain)

@@ -1,7 +1,9 @@
 """WeCom callback XML: the encrypted envelope and the messages inside it, as typed values.
 
-Parsing goes through defusedxml (no entities, no DTDs) and refuses bodies over a size cap, so
-a hostile body cannot make us expand or allocate much before its signature is checked.
+Parsing goes through defusedxml and refuses bodies over a size cap, so a hostile body cannot
+make us expand or allocate much before its signature is checked. A body that declares a
+DOCTYPE (an internal subset, or an external DTD that a lenient parser might fetch) is refused
+outright: WeCom never sends one.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
+from defusedxml import DefusedXmlException, DTDForbidden
 
 from snapreport.errors import InvalidInput
 
@@ -91,7 +93,9 @@ def _root(xml: bytes | str) -> Element:
     if size > MAX_XML_BYTES:
         raise InvalidInput(f"the XML body has {size} bytes; the limit is {MAX_XML_BYTES}")
     try:
-        root = SafeET.fromstring(xml)
+        root = SafeET.fromstring(xml, forbid_dtd=True)
+    except DTDForbidden:
+        raise InvalidInput("the XML body declares a DOCTYPE; WeCom never sends one") from None
     except (ParseError, DefusedXmlException) as exc:
         raise InvalidInput(f"the XML body cannot be parsed: {type(exc).__name__}") from exc
     if root.tag != "xml":
