@@ -13,6 +13,7 @@ from snapreport.logs import configure_logging
 from tests.harness.clock import FakeClock
 from tests.harness.redis_server import RedisServer
 from tests.integration.http_kit import (
+    ADMIN_TOKEN,
     API_TOKEN,
     b64,
     bearer,
@@ -210,3 +211,48 @@ def test_fastapis_opentelemetry_follows_the_setting(tmp_path: Path, on: bool) ->
     app = create_app(make_settings(tmp_path, opentelemetry=on))
     config = app._telemetry
     assert (config["tracing"], config["metrics"], config["logs"]) == (on, on, on)
+
+
+async def test_a_store_that_goes_away_is_named_only_in_the_log_and_to_staff(
+    tmp_path: Path, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    session = {"backend": "redis", "url": redis_server.url, "key_prefix": redis_prefix}
+    settings = make_settings(
+        tmp_path, session=session, api_token=API_TOKEN, admin_token=ADMIN_TOKEN
+    )
+    address = f":{redis_server.port}"
+    stream = io.StringIO()
+    configure_logging("INFO", json=True, stream=stream)
+    try:
+        async with running(settings) as r:
+            redis_server.stop()
+            down = await r.client.post(
+                "/api/v1/messages",
+                json=text_message("alice", "东门", "m-1"),
+                headers=bearer(API_TOKEN),
+            )
+            outside = await r.client.get("/readyz")
+            with_api_token = await r.client.get("/readyz", headers=bearer(API_TOKEN))
+            staff = await r.client.get("/readyz", headers=bearer(ADMIN_TOKEN))
+            redis_server.start()
+    finally:
+        structlog.reset_defaults()
+    assert down.status_code == 503
+    assert down.json()["error"]["code"] == "store_unavailable"
+    assert address not in down.text
+    assert "redis" not in down.json()["error"]["message"].lower()
+    for anonymous in (outside, with_api_token):
+        assert anonymous.status_code == 503
+        assert anonymous.json()["checks"] == {
+            "sessions": "unavailable",
+            "orders": "ok",
+            "media": "ok",
+        }
+        assert anonymous.json()["error"]["code"] == "not_ready"
+        assert address not in anonymous.text
+    assert staff.status_code == 503
+    assert address in staff.json()["checks"]["sessions"]
+    lines = [json.loads(x) for x in stream.getvalue().splitlines() if x.startswith("{")]
+    failed = [x for x in lines if x.get("event") == "request_failed"]
+    assert any(address in x["error"] for x in failed), failed
+    assert any(x.get("event") == "not_ready" and address in x["error"] for x in lines)

@@ -75,6 +75,19 @@ def check_token(request: Request, scope: Scope) -> None:
     tokens.check(scope, request.headers.get("authorization"))
 
 
+def presents_admin_token(request: Request) -> bool:
+    """True when an admin token is set and the request carries it: staff, who may see what
+    others may not (original photos, the details of a failed readiness check)."""
+    tokens: Tokens = request.app.state.tokens
+    if not tokens.admin:
+        return False
+    try:
+        tokens.check("admin", request.headers.get("authorization"))
+    except Unauthorized:
+        return False
+    return True
+
+
 # the parameter only documents the scheme in OpenAPI; the header is read as it came
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 

@@ -5,6 +5,10 @@ validation becomes 422 ``invalid_request`` (naming the field) or 400 ``malformed
 Starlette's own HTTP errors (unknown route, wrong method) keep their status with a code. Bad
 input never becomes a 500; anything unexpected is a 500 ``internal_error`` whose details stay in
 the log.
+
+A 5xx answer says only what kind of thing failed (``_PUBLIC_MESSAGES``, by code): the error's own
+message names hosts, ports, file paths and driver texts, so it goes to the log, under the
+request id, and never to the caller.
 """
 
 from __future__ import annotations
@@ -28,6 +32,26 @@ from snapreport.errors import (
 from snapreport.logs import get_logger
 
 log = get_logger("snapreport.http")
+
+
+_RETRY = "; try again shortly (with the same message_id); details are in the server log"
+_PUBLIC_MESSAGES: Mapping[str, str] = {
+    "store_unavailable": "a data store is unavailable" + _RETRY,
+    "media_unavailable": "the photo store is unavailable" + _RETRY,
+    "vision_unavailable": "the vision model is unavailable" + _RETRY,
+    "wecom_unavailable": "WeCom is unavailable" + _RETRY,
+    "session_busy": "the user's previous message is still being handled" + _RETRY,
+    "unavailable": "the service is unavailable" + _RETRY,
+}
+_PUBLIC_FALLBACK = "the service failed" + _RETRY
+
+
+def _public_message(exc: SnapreportError) -> str:
+    """What a caller may read of ``exc``: its own message for a refusal (4xx), else a fixed
+    text for its code (a 5xx message may name hosts, paths and driver errors)."""
+    if exc.http_status < 500:
+        return exc.message
+    return _PUBLIC_MESSAGES.get(exc.code, _PUBLIC_FALLBACK)
 
 
 _STATUS_CODES: Mapping[int, str] = {
@@ -80,7 +104,7 @@ async def on_snapreport_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("request_failed", code=exc.code, error=exc.message)
     else:
         log.info("request_refused", code=exc.code, error=exc.message)
-    return error_response(exc.http_status, exc.code, exc.message, headers)
+    return error_response(exc.http_status, exc.code, _public_message(exc), headers)
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,4 +1,8 @@
-"""``/healthz`` (the process answers), ``/readyz`` (its stores answer), ``/metrics``."""
+"""``/healthz`` (the process answers), ``/readyz`` (its stores answer), ``/metrics``.
+
+A failed readiness check reads ``unavailable``; what failed (a host and port, a file path, a
+driver's error) is logged, and shown in the answer only to a request with the admin token.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,17 @@ import contextlib
 from collections.abc import Awaitable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from snapreport.channels.http.auth import presents_admin_token
 from snapreport.channels.http.schemas import Health, Readiness
 from snapreport.channels.http.state import State
 from snapreport.errors import SnapreportError
+from snapreport.logs import get_logger
+
+log = get_logger("snapreport.http")
 
 router = APIRouter(tags=["health"])
 
@@ -30,8 +38,9 @@ async def healthz() -> Health:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "a store cannot be reached"}},
 )
-async def readyz(state: State) -> Response:
-    """Pings the session store, the orders database and the media store."""
+async def readyz(request: Request, state: State) -> Response:
+    """Pings the session store, the orders database and the media store; a failure's details
+    only with the admin token."""
     app = state.app
     checks = dict(
         zip(
@@ -44,6 +53,10 @@ async def readyz(state: State) -> Response:
     )
     ok = all(v == "ok" for v in checks.values())
     failed = [name for name, v in checks.items() if v != "ok"]
+    for name in failed:
+        log.warning("not_ready", check=name, error=checks[name])
+    if not presents_admin_token(request):
+        checks = {name: "ok" if v == "ok" else "unavailable" for name, v in checks.items()}
     body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
     if not ok:
         body["error"] = {"code": "not_ready", "message": f"unavailable: {', '.join(failed)}"}
