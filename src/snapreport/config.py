@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+import re
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ALARM_TYPES: tuple[str, ...] = (
@@ -21,6 +23,10 @@ DEFAULT_ALARM_TYPES: tuple[str, ...] = (
     "安全隐患",
     "其他",
 )
+
+
+DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
+_HOST_NAME = re.compile(r"\[[0-9a-f:.]+\]|[a-z0-9._-]+")
 
 
 class SessionSettings(BaseModel):
@@ -95,7 +101,21 @@ class Settings(BaseSettings):
     alarm_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ALARM_TYPES))
     data_dir: Path = Path("data")
     rate_limit_per_minute: int = Field(30, ge=1)
+    # open (no tokens), only requests whose Host is one of these names (any port) are answered
+    allowed_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
     log_level: str = "INFO"
     # FastAPI's native OpenTelemetry (traces, metrics, logs to the global providers); off, it
     # costs nothing per request (on, FastAPI looks the providers up on every request)
     opentelemetry: bool = False
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        names = [h.strip().lower() for h in hosts]
+        for name in names:
+            if not _HOST_NAME.fullmatch(name):
+                raise ValueError(
+                    f"SNAPREPORT_ALLOWED_HOSTS: {name!r} is not a host name; give names without "
+                    'scheme or port, IPv6 in brackets, e.g. ["localhost","127.0.0.1","[::1]"]'
+                )
+        return names

@@ -22,6 +22,7 @@ HTTP statuses in one place, by ``code`` and ``http_status``.
     │   │   ├── ImageTooLarge
     │   │   └── DecompressionBomb
     │   ├── InvalidMediaKey
+    │   ├── HostNotAllowed               open service: a Host header not allowed
     │   └── InvalidSignature             403  (WeCom: signature or ciphertext rejected)
     ├── Unauthorized                     401
     ├── Forbidden                        403
@@ -129,6 +130,12 @@ class DecompressionBomb(InvalidImage):
 
 class InvalidMediaKey(InvalidInput):
     code = "invalid_media_key"
+
+
+class HostNotAllowed(InvalidInput):
+    """Open (no tokens), the service answers only the names in its Host allow-list."""
+
+    code = "host_not_allowed"
 
 
 class InvalidSignature(InvalidInput):

@@ -59,6 +59,16 @@ def new_context(browser: Browser, viewport: dict[str, int], **kwargs: object) ->
     )
 
 
+def watch_policy(context: BrowserContext) -> list[str]:
+    """Every Content-Security-Policy violation the browser reports in ``context``'s pages."""
+    violations: list[str] = []
+    context.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    return violations
+
+
 def open_chat(context: BrowserContext, served: Served, *, token: bool = True) -> Page:
     page = context.new_page()
     errors: list[str] = []
@@ -152,12 +162,15 @@ def test_report_on_a_desktop_then_close_on_a_phone(
 
     # ---- the report, on a desktop
     desktop = new_context(browser, DESKTOP)
+    violations = watch_policy(desktop)
     page = open_chat(desktop, served)
     number = report(page, served, blocked, artifacts, "desktop-report")
 
     expect_order_card(page, number, "处理中")
+    expect(page.locator("#orders-list .order-thumb img")).to_be_visible()
     shoot(page, artifacts / "desktop-report-3-order.png")
     desktop.close()
+    assert violations == [], "the page broke its own Content-Security-Policy"
 
     [order] = api_orders(served)
     assert order["number"] == number
@@ -174,6 +187,7 @@ def test_report_on_a_desktop_then_close_on_a_phone(
 
     # ---- the close, on a phone (a fresh browser: the user id is typed again)
     phone = new_context(browser, PHONE)
+    violations = watch_policy(phone)
     page = open_chat(phone, served)
     expect(badge(page)).to_have_text("空闲")
     shoot(page, artifacts / "phone-close-0-start.png")
@@ -197,6 +211,7 @@ def test_report_on_a_desktop_then_close_on_a_phone(
     expect_order_card(page, number, "已结单")
     shoot(page, artifacts / "phone-close-3-orders.png")
     phone.close()
+    assert violations == [], "the page broke its own Content-Security-Policy"
 
     verification = served.vlm.requests[-1]
     assert verification.image_count == 2, "the close photo was compared with the original"

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from snapreport.bootstrap import build
 from snapreport.channels.http import admin, health, messages, users
 from snapreport.channels.http.auth import Tokens
+from snapreport.channels.http.browser_guard import BrowserGuard
 from snapreport.channels.http.errors import install_error_handlers
 from snapreport.channels.http.idempotency import Idempotency, RateLimiter
 from snapreport.channels.http.middleware import RequestContext
@@ -91,6 +92,9 @@ def create_app(
     app.state.http = None
     app.state.wecom = None
     install_error_handlers(app)
+    # inside RequestContext, so a refusal has a request id and an access line
+    open_mode = app.state.tokens.open
+    app.add_middleware(BrowserGuard, allowed_hosts=settings.allowed_hosts if open_mode else None)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.media.max_bytes * 4 // 3 + _BODY_SLACK_BYTES,
