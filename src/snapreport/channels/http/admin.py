@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from snapreport.channels.http.auth import require_admin
 from snapreport.channels.http.images import decode_base64
+from snapreport.channels.http.photos import photo_response
 from snapreport.channels.http.render import order_detail, order_out, session_detail, session_summary
 from snapreport.channels.http.schemas import (
     USER_ID_PATTERN,
@@ -126,7 +127,7 @@ async def create_order(body: NewOrderIn, state: State) -> OrderOut:
     response_class=Response,
     responses={200: {"content": {"image/*": {}}}, **_ERRORS},
 )
-async def get_media(key: MediaKey, state: State) -> Response:
-    """The bytes of a stored image."""
-    data, mime = await state.app.media.get(key)
-    return Response(data, media_type=mime, headers={"Cache-Control": "private, max-age=86400"})
+async def get_media(key: MediaKey, request: Request, state: State) -> Response:
+    """The bytes of a stored image as stored with the admin token; without its metadata (EXIF,
+    XMP) to a request that came in with the API token (no admin token set)."""
+    return await photo_response(request, state.app.media, key)

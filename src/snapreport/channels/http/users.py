@@ -1,17 +1,19 @@
 """User endpoints for the web page (API token): a user's orders, their photos, their session.
 
 A user may fetch only the photos of their own orders (reported by or assigned to them) and
-those their live session refers to; any other key answers 404, as if it did not exist.
+those their live session refers to; any other key answers 404, as if it did not exist. Photos
+come without their metadata unless the admin token is used (see ``photos.py``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from snapreport.channels.http.auth import require_api
+from snapreport.channels.http.photos import photo_response
 from snapreport.channels.http.render import order_out, session_media_keys, user_media_url
 from snapreport.channels.http.schemas import USER_ID_PATTERN, ErrorOut, OrderList, UserSession
 from snapreport.channels.http.state import HttpState, State
@@ -46,13 +48,13 @@ async def user_orders(user_id: UserId, state: State) -> OrderList:
     response_class=Response,
     responses={200: {"content": {"image/*": {}}}, **_ERRORS},
 )
-async def user_media(user_id: UserId, key: MediaKey, state: State) -> Response:
-    """A photo of one of the user's orders or of their live session."""
+async def user_media(user_id: UserId, key: MediaKey, request: Request, state: State) -> Response:
+    """A photo of one of the user's orders or of their live session, without its metadata
+    (EXIF, XMP) unless the admin token is used."""
     check_key(key)
     if not await _may_see(state, user_id, key):
         raise MediaNotFound(f"no photo {key!r} for user {user_id!r}")
-    data, mime = await state.app.media.get(key)
-    return Response(data, media_type=mime, headers={"Cache-Control": "private, max-age=86400"})
+    return await photo_response(request, state.app.media, key)
 
 
 @router.get("/api/v1/users/{user_id}/session", response_model=UserSession, responses=_ERRORS)
