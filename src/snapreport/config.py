@@ -5,10 +5,9 @@ Only ``bootstrap`` and the command line read settings; everything else receives 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
-
-import re
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict

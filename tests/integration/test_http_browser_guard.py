@@ -104,5 +104,5 @@ async def test_with_tokens_any_host_is_answered(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["http://snap.example", "snap.example:8000", "::1", ""])
 def test_a_bad_allowed_host_is_refused_with_the_fix(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(ValidationError, match="SNAPREPORT_ALLOWED_HOSTS.*without scheme or port"):
+    with pytest.raises(ValidationError, match=r"SNAPREPORT_ALLOWED_HOSTS.*without scheme or port"):
         make_settings(tmp_path, allowed_hosts=["localhost", bad])

@@ -9,8 +9,8 @@ import pytest
 from PIL import ExifTags, Image
 
 from snapreport.media.validation import content_key
-from tests.integration.http_kit import ADMIN_TOKEN, API_TOKEN, b64, bearer, make_settings, running
 from tests.harness.metadata_photos import MAKER, gps_jpeg, has_metadata
+from tests.integration.http_kit import ADMIN_TOKEN, API_TOKEN, b64, bearer, make_settings, running
 
 USER = "alice"
 
@@ -35,7 +35,9 @@ async def test_users_get_the_photo_without_metadata_and_staff_the_original(
     key = content_key(photo, "image/jpeg")
     settings = make_settings(tmp_path, api_token=API_TOKEN, admin_token=ADMIN_TOKEN)
     async with running(settings) as r:
-        sent = await r.client.post("/api/v1/messages", json=_message(photo), headers=bearer(API_TOKEN))
+        sent = await r.client.post(
+            "/api/v1/messages", json=_message(photo), headers=bearer(API_TOKEN)
+        )
         assert sent.json()["state"] == "waiting_location", sent.text
         user = await r.client.get(f"/api/v1/users/{USER}/media/{key}", headers=bearer(API_TOKEN))
         staff_as_user = await r.client.get(
