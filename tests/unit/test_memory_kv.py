@@ -30,3 +30,26 @@ async def test_a_key_written_again_outlives_its_first_deadline(clock: FakeClock)
     assert await kv.get("k") == b"second"
     clock.advance(60)
     assert await kv.get("k") is None
+
+
+async def test_past_max_entries_the_least_recently_used_key_is_evicted(clock: FakeClock) -> None:
+    kv = MemoryKeyValueStore(clock=clock, max_entries=3)
+    for key in ("a", "b", "c"):
+        await kv.set(key, key.encode(), ttl_seconds=86_400)
+    assert await kv.get("a") == b"a"  # "a" is now the most recently used; "b" the least
+    await kv.set("d", b"d", ttl_seconds=86_400)
+    assert await kv.get("b") is None
+    assert [await kv.get(k) for k in ("a", "c", "d")] == [b"a", b"c", b"d"]
+    assert await kv.incr("n", ttl_seconds=60) == 1  # evicts "a" (c, d, a were used since)
+    assert await kv.get("a") is None
+    assert len(kv._data) == 3
+
+
+async def test_many_writes_keep_memory_bounded_by_max_entries(clock: FakeClock) -> None:
+    kv = MemoryKeyValueStore(clock=clock, max_entries=100)
+    for i in range(10_000):  # a day's deadline: nothing expires while this runs
+        await kv.set(f"message:{i}", b"x" * 100, ttl_seconds=86_400)
+    assert len(kv._data) == 100
+    assert sum(len(keys) for keys in kv._due.values()) <= 2 * 100
+    assert await kv.get("message:9999") == b"x" * 100
+    assert await kv.get("message:0") is None
