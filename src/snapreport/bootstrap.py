@@ -85,7 +85,7 @@ def build_kv(settings: Settings, clock: Clock) -> KeyValueStore:
     if s.backend == "memory":
         from snapreport.kv.memory import MemoryKeyValueStore
 
-        return MemoryKeyValueStore(clock=clock)
+        return MemoryKeyValueStore(clock=clock, max_entries=s.memory_kv_max_entries)
     if s.backend == "sqlite":
         from snapreport.kv.sqlite import SqliteKeyValueStore
 
@@ -136,7 +136,7 @@ def build_media(settings: Settings) -> MediaStore:
     if m.backend == "local":
         from snapreport.media.local import LocalMediaStore
 
-        return LocalMediaStore(Path(m.root), max_bytes=m.max_bytes)
+        return LocalMediaStore(Path(m.root), max_bytes=m.max_bytes, max_pixels=m.max_pixels)
     from snapreport.media.s3 import S3MediaStore
 
     if not m.bucket:
@@ -149,6 +149,7 @@ def build_media(settings: Settings) -> MediaStore:
         access_key_id=m.access_key_id.get_secret_value() or None,
         secret_access_key=m.secret_access_key.get_secret_value() or None,
         max_bytes=m.max_bytes,
+        max_pixels=m.max_pixels,
     )
 
 

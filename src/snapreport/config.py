@@ -36,6 +36,7 @@ class SessionSettings(BaseModel):
     lock_timeout_seconds: float = Field(60.0, gt=0)
     notice_grace_seconds: float = Field(86_400.0, ge=0)
     key_prefix: str = "snapreport"
+    memory_kv_max_entries: int = Field(50_000, ge=1)
 
 
 class VisionSettings(BaseModel):
@@ -60,6 +61,14 @@ class MediaSettings(BaseModel):
     access_key_id: SecretStr = SecretStr("")
     secret_access_key: SecretStr = SecretStr("")
     max_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(50_000_000, gt=0)
+    max_decodes: int = Field(2, ge=1, le=64)
+    decode_wait_seconds: float = Field(5.0, ge=0)
+
+
+class HttpSettings(BaseModel):
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    admin_max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
 
 
 class OrdersSettings(BaseModel):
@@ -94,6 +103,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     orders: OrdersSettings = OrdersSettings()
     wecom: WeComSettings = WeComSettings()
+    http: HttpSettings = HttpSettings()
     api_token: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
     language: Literal["zh-CN", "en"] = "zh-CN"

@@ -89,6 +89,13 @@ class RequestTooLarge(InvalidInput):
     http_status = 413
 
 
+class BodyTimeout(InvalidInput):
+    """The request body did not arrive within the body-read deadline."""
+
+    code = "body_timeout"
+    http_status = 408
+
+
 class InvalidUserId(InvalidInput):
     code = "invalid_user_id"
 
@@ -208,6 +215,16 @@ class SessionBusy(SnapreportError):
 class Unavailable(SnapreportError):
     code = "unavailable"
     http_status = 503
+
+
+class DecoderBusy(Unavailable):
+    """Every image decoder of the process is busy; the client should send again shortly."""
+
+    code = "decoder_busy"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StoreUnavailable(Unavailable):

@@ -7,7 +7,7 @@ guard); keys are content-addressed and safe (no path traversal). Adapters raise
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -22,12 +22,24 @@ class StoredImage:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedImage:
+    """Bytes that validation already accepted (``media.validation.check_image``), with what it
+    learnt: a store keeps them without decoding them again (one decode per upload)."""
+
+    data: bytes = field(repr=False)
+    image: StoredImage
+
+
 class MediaStore(Protocol):
     """Keeps validated images by content-addressed key."""
 
-    async def put_image(self, data: bytes, *, declared_mime: str | None = None) -> StoredImage:
-        """Validate ``data`` and store it; raise an ``InvalidImage`` subclass if it is not an
-        acceptable image. Storing the same bytes twice yields the same key."""
+    async def put_image(
+        self, data: bytes | CheckedImage, *, declared_mime: str | None = None
+    ) -> StoredImage:
+        """Validate ``data`` (unless it comes checked) and store it; raise an ``InvalidImage``
+        subclass if it is not an acceptable image. Storing the same bytes twice yields the
+        same key."""
         ...
 
     async def get(self, key: str) -> tuple[bytes, str]:

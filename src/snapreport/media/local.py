@@ -16,13 +16,13 @@ import tempfile
 from pathlib import Path
 
 from snapreport.errors import MediaNotFound, MediaUnavailable
-from snapreport.media.base import StoredImage
+from snapreport.media.base import CheckedImage, StoredImage
 from snapreport.media.validation import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
+    accept,
     check_key,
     mime_for_key,
-    validate_upload,
 )
 
 
@@ -47,20 +47,19 @@ class LocalMediaStore:
         """The file a valid key is stored in."""
         return self.root / check_key(key)
 
-    async def put_image(self, data: bytes, *, declared_mime: str | None = None) -> StoredImage:
+    async def put_image(
+        self, data: bytes | CheckedImage, *, declared_mime: str | None = None
+    ) -> StoredImage:
         """Validate ``data`` and write it under its content key (once: same bytes, same file)."""
-        info = await validate_upload(
-            data,
-            declared_mime=declared_mime,
-            max_bytes=self.max_bytes,
-            max_pixels=self.max_pixels,
-        )
+        del declared_mime  # the bytes decide (see media.validation)
+        upload = await accept(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        info = upload.image
         path = self.path_for(info.key)
         try:
-            await asyncio.to_thread(_write_atomically, path, bytes(data))
+            await asyncio.to_thread(_write_atomically, path, upload.data)
         except OSError as exc:
             raise MediaUnavailable(f"cannot write to the media directory: {exc.strerror}") from exc
-        return StoredImage(info.key, info.mime, info.size, info.width, info.height)
+        return info
 
     async def get(self, key: str) -> tuple[bytes, str]:
         path = self.path_for(key)

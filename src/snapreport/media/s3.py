@@ -16,13 +16,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from snapreport.errors import ConfigurationError, MediaNotFound, MediaUnavailable
-from snapreport.media.base import StoredImage
+from snapreport.media.base import CheckedImage, StoredImage
 from snapreport.media.validation import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
+    accept,
     check_key,
     mime_for_key,
-    validate_upload,
 )
 
 if TYPE_CHECKING:
@@ -88,25 +88,24 @@ class S3MediaStore:
         """The object key in the bucket for a valid media key."""
         return self.prefix + check_key(key)
 
-    async def put_image(self, data: bytes, *, declared_mime: str | None = None) -> StoredImage:
+    async def put_image(
+        self, data: bytes | CheckedImage, *, declared_mime: str | None = None
+    ) -> StoredImage:
         """Validate ``data`` and upload it under its content key."""
-        info = await validate_upload(
-            data,
-            declared_mime=declared_mime,
-            max_bytes=self.max_bytes,
-            max_pixels=self.max_pixels,
-        )
+        del declared_mime  # the bytes decide (see media.validation)
+        upload = await accept(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        info = upload.image
         name = self.object_key(info.key)
         await self._call(
             "store the image",
             self._client.put_object,
             Bucket=self.bucket,
             Key=name,
-            Body=bytes(data),
+            Body=upload.data,
             ContentType=info.mime,
             CacheControl="private, max-age=31536000, immutable",
         )
-        return StoredImage(info.key, info.mime, info.size, info.width, info.height)
+        return info
 
     async def get(self, key: str) -> tuple[bytes, str]:
         name = self.object_key(key)

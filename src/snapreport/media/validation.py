@@ -7,9 +7,19 @@ An upload is accepted only if it is a JPEG, PNG or WebP that decodes completely:
    trusted: when it contradicts the bytes, the bytes win and the stored MIME type is corrected
    (phones and chat apps often declare ``application/octet-stream`` or the wrong image type);
    anything but JPEG, PNG or WebP is ``UnsupportedImageType``;
-3. its pixel count is read from the header alone and capped (``DecompressionBomb``);
-4. ``verify()`` runs on one open and a full ``load()`` on a fresh one, so a fake or truncated
-   file is ``InvalidImage``.
+3. its pixel count is read from the header alone and capped (``DecompressionBomb``), before
+   anything of its size is allocated;
+4. ``verify()`` runs on one open and ``load()`` on a fresh one, so a fake or truncated file is
+   ``InvalidImage``. A JPEG is loaded at a reduced scale (``draft``): libjpeg still reads and
+   entropy-decodes every byte of it, so truncation and damage are caught, while the pixels it
+   produces (and the memory they take) are 4 to 64 times fewer.
+
+``decoded`` lends the decoded image to its caller, so the model's copy of a photo can be made
+from the decode that validated it (one decode per upload; see ``channels.http.images``).
+Peak memory of one decode: a PNG or WebP decodes in full, at most 4 bytes per pixel, so
+``4 * max_pixels`` (200 MB at the default 50 million); a JPEG decodes at the smallest scale
+still covering what the caller needs: a 12 MP photo at half scale for the model's copy
+(about 9 MB), at one eighth for validation alone.
 
 Keys are content-addressed, ``img/<sha256 of the bytes>.<jpg|png|webp>``, and every key that
 comes from outside is checked against one strict pattern, so no key can name a path elsewhere.
@@ -21,6 +31,8 @@ import asyncio
 import hashlib
 import io
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,6 +45,7 @@ from snapreport.errors import (
     InvalidMediaKey,
     UnsupportedImageType,
 )
+from snapreport.media.base import CheckedImage, StoredImage
 
 DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS: Final = 50_000_000
@@ -130,6 +143,24 @@ def validate_image(
     ``ImageTooLarge``, ``UnsupportedImageType``, ``DecompressionBomb`` or ``InvalidImage``.
     """
     del declared_mime  # the bytes decide; documented above
+    with decoded(data, max_bytes=max_bytes, max_pixels=max_pixels) as (info, _):
+        return info
+
+
+@contextmanager
+def decoded(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    cover: int | None = None,
+) -> Iterator[tuple[ValidatedImage, Image.Image]]:
+    """Validate ``data`` by decoding it once, and lend the decoded image until the block ends.
+
+    ``cover``: a JPEG is decoded at the smallest scale whose long edge still reaches ``cover``
+    pixels (or the full size if smaller); None decodes it at the smallest scale libjpeg has,
+    for validation alone. PNG and WebP always decode in full. Raises as ``validate_image``.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidImage(f"image data must be bytes, not {type(data).__name__}")
     data = bytes(data)
@@ -143,11 +174,21 @@ def validate_image(
             f"the upload is {_describe(data)}; only JPEG, PNG and WebP images are accepted"
         )
     width, height = _probe(data, fmt, max_pixels)
-    orientation = _decode_fully(data, fmt)
-    if orientation in _QUARTER_TURNS:
-        width, height = height, width
-    mime = MIME_BY_FORMAT[fmt]
-    return ValidatedImage(content_key(data, mime), mime, len(data), width, height)
+    with _decode(data, fmt, _draft_box(width, height, cover)) as img:
+        orientation = _orientation(img)
+        shown = (height, width) if orientation in _QUARTER_TURNS else (width, height)
+        mime = MIME_BY_FORMAT[fmt]
+        yield ValidatedImage(content_key(data, mime), mime, len(data), *shown), img
+
+
+def _draft_box(width: int, height: int, cover: int | None) -> tuple[int, int]:
+    """The size a JPEG must at least decode to: the original scaled so its long edge is
+    ``cover`` (as ``thumbnail`` would), or an eighth of it when nothing but validation needs
+    the pixels."""
+    if cover is None:
+        return max(1, width // 8), max(1, height // 8)
+    scale = min(1.0, cover / max(width, height))
+    return max(1, int(width * scale)), max(1, int(height * scale))
 
 
 def _effective_pixel_cap(max_pixels: int) -> int:
@@ -197,17 +238,21 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
-def _decode_fully(data: bytes, fmt: str) -> int:
-    """Decode every pixel on a fresh open (truncated data fails here); the EXIF orientation."""
+@contextmanager
+def _decode(data: bytes, fmt: str, box: tuple[int, int]) -> Iterator[Image.Image]:
+    """Decode the pixels on a fresh open (truncated data fails here), a JPEG at the smallest
+    scale that still covers ``box``. The EXIF orientation is read after ``load``: a PNG may
+    carry its EXIF chunk after the pixel data."""
     try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            img.load()
-            # read after load: a PNG may carry its EXIF chunk after the pixel data
-            return _orientation(img)
+        img = Image.open(io.BytesIO(data), formats=[fmt])
+        img.draft(img.mode, box)  # only a JPEG has a reduced-scale decode; a no-op otherwise
+        img.load()
     except Image.DecompressionBombError as exc:
         raise DecompressionBomb(f"the image is too large to decode safely: {exc}") from exc
     except Exception as exc:
         raise InvalidImage(f"the {fmt} image is damaged or truncated: {_reason(exc)}") from exc
+    with img:
+        yield img
 
 
 def _reason(exc: BaseException) -> str:
@@ -215,18 +260,26 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
-async def validate_upload(
-    data: bytes,
-    *,
-    declared_mime: str | None,
-    max_bytes: int,
-    max_pixels: int,
-) -> ValidatedImage:
-    """``validate_image`` in a worker thread, so decoding never blocks the event loop."""
-    return await asyncio.to_thread(
-        validate_image,
-        data,
-        declared_mime=declared_mime,
-        max_bytes=max_bytes,
-        max_pixels=max_pixels,
+def check_image(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> CheckedImage:
+    """``validate_image`` as a ``CheckedImage`` a store takes without decoding again."""
+    info = validate_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return checked(data, info)
+
+
+def checked(data: bytes, info: ValidatedImage) -> CheckedImage:
+    """``data`` with what its validation (``decoded``) learnt."""
+    return CheckedImage(
+        bytes(data), StoredImage(info.key, info.mime, info.size, info.width, info.height)
     )
+
+
+async def accept(data: bytes | CheckedImage, *, max_bytes: int, max_pixels: int) -> CheckedImage:
+    """What a store keeps: ``data`` as it came checked (its size against ``max_bytes`` only),
+    or validated now in a worker thread, so decoding never blocks the event loop."""
+    if isinstance(data, CheckedImage):
+        if data.image.size > max_bytes:
+            raise ImageTooLarge(f"the image has {data.image.size} bytes; the limit is {max_bytes}")
+        return data
+    return await asyncio.to_thread(check_image, data, max_bytes=max_bytes, max_pixels=max_pixels)

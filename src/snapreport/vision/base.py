@@ -1,14 +1,17 @@
 """The ``VisionModel`` port and its value types.
 
-Images reach a model as bytes of the original upload; adapters downscale them before sending.
+Images reach a model as bytes of the original upload; adapters downscale them before sending,
+unless the image comes with a ``preview``: the model's copy, made by the same decode that
+validated the upload (the HTTP channel does that, so a photo is decoded once per upload).
 Adapters raise ``VisionUnavailable`` when the model cannot answer (after their retries); the
 dialogue then goes on in manual mode and never loses the user's photo.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from snapreport.session.history import Message
@@ -17,11 +20,26 @@ UNCLASSIFIED = "未分类"
 
 
 @dataclass(frozen=True, slots=True)
-class Image:
-    """An image's bytes and declared MIME type."""
+class PreparedImage:
+    """A downscaled JPEG copy ready to send to a model, and its size in pixels."""
 
-    data: bytes
+    data: bytes = field(repr=False)
+    width: int
+    height: int
+    mime: str = "image/jpeg"
+
+    def data_url(self) -> str:
+        """``data:image/jpeg;base64,...``, the form OpenAI-compatible APIs take inline."""
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image's bytes and declared MIME type, and the model's copy if one was made."""
+
+    data: bytes = field(repr=False)
     mime: str
+    preview: PreparedImage | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,8 @@ import httpx
 from snapreport.errors import InvalidImage, VisionUnavailable
 from snapreport.session.history import ImagePart, Message, TextPart
 from snapreport.vision import prompts
-from snapreport.vision.base import Analysis, Image, Verification
-from snapreport.vision.imaging import JPEG_QUALITY, MAX_EDGE, PreparedImage, downscale
+from snapreport.vision.base import Analysis, Image, PreparedImage, Verification
+from snapreport.vision.imaging import JPEG_QUALITY, MAX_EDGE, downscale
 from snapreport.vision.parsing import parse_analysis, parse_verification
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,11 @@ class OpenAICompatVision:
     # ------------------------------------------------------------------ internals
 
     async def _prepare(self, image: Image) -> PreparedImage:
+        """The copy to send: the one made when the upload was validated, if it fits this
+        model's ``max_edge``; else a downscale of the bytes (one more decode)."""
+        preview = image.preview
+        if preview is not None and max(preview.width, preview.height) <= self.max_edge:
+            return preview
         try:
             return await asyncio.to_thread(
                 downscale, image.data, max_edge=self.max_edge, quality=self.jpeg_quality

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from snapreport.media.base import CheckedImage
 from snapreport.orders.base import Order
 from snapreport.session.model import State
+from snapreport.vision.base import PreparedImage
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,11 +22,13 @@ class TextEvent:
 
 @dataclass(frozen=True, slots=True)
 class ImageEvent:
-    """An uploaded photo (raw bytes, validated by the media store) with an optional caption."""
+    """An uploaded photo with an optional caption: raw bytes (the media store validates them),
+    or bytes the channel already checked with the model's copy made by that same decode."""
 
-    data: bytes = field(repr=False)
+    data: bytes | CheckedImage = field(repr=False)
     mime: str | None = None
     caption: str = ""
+    preview: PreparedImage | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from snapreport.errors import VisionUnavailable
 from snapreport.media.base import MediaStore, StoredImage
 from snapreport.orders.base import Order, OrderRepository
 from snapreport.session.model import Session, Slots, State
-from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, VisionModel
+from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, PreparedImage, VisionModel
 from snapreport.workflow.states import Trigger
 from snapreport.workflow.texts import Texts
 
@@ -48,13 +48,15 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """A photo the media store accepted, with its bytes (for the model, this turn only)."""
+    """A photo the media store accepted, with its bytes and, when the channel made one from
+    its validating decode, the model's copy (for the model, this turn only)."""
 
     stored: StoredImage
     data: bytes = field(repr=False)
+    preview: PreparedImage | None = field(default=None, repr=False)
 
     def image(self) -> Image:
-        return Image(self.data, self.stored.mime)
+        return Image(self.data, self.stored.mime, self.preview)
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ from snapreport.errors import (
     InvalidInput,
     UnsupportedImageType,
 )
-from snapreport.media.base import MediaStore
+from snapreport.media.base import CheckedImage, MediaStore
 from snapreport.orders.base import OrderRepository
 from snapreport.session.engine import SessionEngine
 from snapreport.session.history import ImagePart, Part, TextPart
@@ -222,14 +222,16 @@ class IncidentAssistant:
 
     async def _receive_image(self, event: ImageEvent) -> _Incoming:
         caption = self._check_text(event.caption)
-        data = bytes(event.data)
+        data = event.data if isinstance(event.data, CheckedImage) else bytes(event.data)
         try:
             stored = await self._services.media.put_image(data, declared_mime=event.mime)
         except InvalidImage as exc:
             raise Rejected(self._image_refusal(exc)) from None
         image = ImagePart(stored.key, stored.mime, stored.size, stored.width, stored.height)
         content: tuple[Part, ...] = (image, TextPart(caption)) if caption else (image,)
-        return _Incoming("image", content, text=caption, upload=Upload(stored, bytes(event.data)))
+        raw = data.data if isinstance(data, CheckedImage) else data
+        upload = Upload(stored, raw, preview=event.preview)
+        return _Incoming("image", content, text=caption, upload=upload)
 
     def _receive_location(self, event: LocationEvent) -> _Incoming:
         lat, lon = event.latitude, event.longitude

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from snapreport.channels.http.auth import require_admin
+from snapreport.channels.http.body import read_json
 from snapreport.channels.http.images import decode_base64
 from snapreport.channels.http.photos import photo_response
 from snapreport.channels.http.render import order_detail, order_out, session_detail, session_summary
@@ -33,6 +34,7 @@ UserId = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 OrderNumber = Annotated[str, Path(min_length=1, max_length=64)]
 MediaKey = Annotated[str, Path(min_length=1, max_length=100)]
 
+_NEW_ORDER: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/NewOrderIn"}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503)
 }
@@ -98,10 +100,28 @@ async def show_order(number: OrderNumber, state: State) -> OrderDetail:
     "/api/v1/orders",
     response_model=OrderOut,
     status_code=201,
-    responses={**_ERRORS, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    responses={
+        **_ERRORS,
+        408: {"model": ErrorOut},
+        413: {"model": ErrorOut},
+        415: {"model": ErrorOut},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/NewOrderIn"}}
+            },
+        }
+    },
 )
-async def create_order(body: NewOrderIn, state: State) -> OrderOut:
-    """An order raised by an external alarm system; its photo is validated and stored first."""
+async def create_order(request: Request, state: State) -> OrderOut:
+    """An order raised by an external alarm system; its photo is validated and stored first.
+
+    The body (``NewOrderIn``) is read here, after the admin token was checked, and under the
+    admin body cap (``SNAPREPORT_HTTP__ADMIN_MAX_BODY_BYTES``)."""
+    limit = state.app.settings.http.admin_max_body_bytes
+    body = await read_json(request, NewOrderIn, limit=limit)
     image_key: str | None = None
     if body.image is not None:
         media = state.app.media

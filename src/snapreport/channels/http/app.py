@@ -29,8 +29,9 @@ from snapreport.channels.http.auth import Tokens
 from snapreport.channels.http.browser_guard import BrowserGuard
 from snapreport.channels.http.errors import install_error_handlers
 from snapreport.channels.http.idempotency import Idempotency, RateLimiter
+from snapreport.channels.http.images import Decoder
 from snapreport.channels.http.middleware import RequestContext
-from snapreport.channels.http.schemas import MessageForm, MessageIn
+from snapreport.channels.http.schemas import MessageForm, MessageIn, NewOrderIn
 from snapreport.channels.http.state import HttpState
 from snapreport.channels.wecom import callback as wecom_callback
 from snapreport.config import Settings
@@ -98,6 +99,7 @@ def create_app(
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.media.max_bytes * 4 // 3 + _BODY_SLACK_BYTES,
+        body_timeout_seconds=settings.http.body_timeout_seconds,
         metrics=metrics,
     )
     app.include_router(messages.router)
@@ -133,6 +135,13 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build(settings, clock=clock, metrics=metrics, channels=True) as ctx:
             kv = ctx.kv
+            media = settings.media
+            decoder = Decoder(
+                max_decodes=media.max_decodes,
+                wait_seconds=media.decode_wait_seconds,
+                max_bytes=media.max_bytes,
+                max_pixels=media.max_pixels,
+            )
             app.state.wecom = ctx.wecom
             app.state.http = HttpState(
                 app=ctx,
@@ -140,6 +149,7 @@ def _lifespan(
                 clock=clock,
                 idempotency=Idempotency(kv, claim_ttl_seconds=_claim_ttl(settings)),
                 limiter=RateLimiter(kv, per_minute=settings.rate_limit_per_minute, clock=clock),
+                decoder=decoder,
             )
             sweeper = asyncio.create_task(_sweep(ctx.engine), name="session-sweeper")
             if freeze_gc:
@@ -159,6 +169,7 @@ def _lifespan(
                 yield
             finally:
                 await _stop(sweeper)
+                decoder.close()
                 app.state.http = None
                 app.state.wecom = None
                 log.info("stopped")
@@ -207,7 +218,8 @@ def _serve_web_page(app: FastAPI) -> None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated schema, plus the two bodies of POST /api/v1/messages (parsed by hand)."""
+    """The generated schema, plus the bodies the endpoints parse by hand (the two of
+    POST /api/v1/messages, and POST /api/v1/orders's)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -217,7 +229,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (MessageIn, MessageForm):
+    for model in (MessageIn, MessageForm, NewOrderIn):
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in body.pop("$defs", {}).items():
             components.setdefault(name, definition)

@@ -19,10 +19,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from snapreport.errors import (
+    DecoderBusy,
     InvalidRequest,
     MalformedJson,
     RateLimited,
@@ -32,6 +34,9 @@ from snapreport.errors import (
 from snapreport.logs import get_logger
 
 log = get_logger("snapreport.http")
+
+# the status nginx made usual for "the client closed the connection before the answer"
+CLIENT_CLOSED_REQUEST = 499
 
 
 _RETRY = "; try again shortly (with the same message_id); details are in the server log"
@@ -96,7 +101,7 @@ async def on_snapreport_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SnapreportError)
     _count(request, exc.code)
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | DecoderBusy):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
@@ -122,6 +127,13 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
 
+async def on_client_disconnect(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClientDisconnect)
+    _count(request, "client_aborted")
+    log.info("client_aborted", method=request.method, path=request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     _count(request, "internal_error")
     log.exception("request_crashed", error_type=type(exc).__name__)
@@ -132,4 +144,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SnapreportError, on_snapreport_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ClientDisconnect, on_client_disconnect)
     app.add_exception_handler(Exception, on_unexpected)

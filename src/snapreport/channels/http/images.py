@@ -1,13 +1,29 @@
-"""Images arriving over HTTP: base64 decoded under a size cap, validated before any turn."""
+"""Images arriving over HTTP: base64 decoded under a size cap, then checked by ONE decode.
+
+``Decoder.check`` validates an upload and makes the model's copy from the same decoded pixels
+(a JPEG decoded at the reduced scale the copy needs), so neither the media store nor the
+vision adapter decodes the photo again. Decodes run in the decoder's own threads, at most
+``max_decodes`` at once in a process: a photo that finds no free slot within
+``wait_seconds`` is refused with 503 ``decoder_busy`` and ``Retry-After``. The endpoint calls
+it after the rate limit admitted the message, so a refused user costs no decode.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final
 
-from snapreport.errors import ImageTooLarge, InvalidRequest
-from snapreport.media.validation import ValidatedImage, validate_image
+from snapreport.errors import DecoderBusy, ImageTooLarge, InvalidRequest
+from snapreport.media.base import CheckedImage
+from snapreport.media.validation import checked, decoded
+from snapreport.vision.base import PreparedImage
+from snapreport.vision.imaging import JPEG_QUALITY, MAX_EDGE, prepare
+
+RETRY_AFTER_SECONDS: Final = 1.0
 
 
 def decode_base64(text: str, max_bytes: int, *, field: str = "image.data") -> bytes:
@@ -27,6 +43,61 @@ def decode_base64(text: str, max_bytes: int, *, field: str = "image.data") -> by
     return data
 
 
-async def check_image(data: bytes, max_bytes: int) -> ValidatedImage:
-    """Validate an upload off the event loop (type, size, decompression bomb, damage)."""
-    return await asyncio.to_thread(validate_image, data, max_bytes=max_bytes)
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An upload validation accepted, and the model's copy made from the same decode."""
+
+    image: CheckedImage
+    preview: PreparedImage
+
+
+def check_and_prepare(data: bytes, *, max_bytes: int, max_pixels: int) -> Checked:
+    """Validate ``data`` and make the model's copy from that one decode (CPU-bound)."""
+    with decoded(data, max_bytes=max_bytes, max_pixels=max_pixels, cover=MAX_EDGE) as (info, img):
+        preview = prepare(img, max_edge=MAX_EDGE, quality=JPEG_QUALITY)
+    return Checked(checked(data, info), preview)
+
+
+class Decoder:
+    """At most ``max_decodes`` decodes at once, in threads of its own; see the module
+    docstring. A slot is freed when its decode has finished, even if the request that
+    started it was cancelled meanwhile, so the bound holds for the threads themselves."""
+
+    def __init__(
+        self, *, max_decodes: int, wait_seconds: float, max_bytes: int, max_pixels: int
+    ) -> None:
+        self.max_decodes = max_decodes
+        self.wait_seconds = wait_seconds
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self._slots = asyncio.Semaphore(max_decodes)
+        self._threads = ThreadPoolExecutor(max_decodes, thread_name_prefix="decode")
+
+    async def check(self, data: bytes) -> Checked:
+        """``check_and_prepare`` in a decode thread, or ``DecoderBusy``."""
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise DecoderBusy(
+                f"all {self.max_decodes} image decoders are busy; send the photo again shortly",
+                retry_after=RETRY_AFTER_SECONDS,
+            ) from None
+        loop = asyncio.get_running_loop()
+        try:
+            job = self._threads.submit(
+                check_and_prepare, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+
+        def free(_: Future[Checked]) -> None:
+            loop.call_soon_threadsafe(self._slots.release)
+
+        job.add_done_callback(free)
+        return await asyncio.wrap_future(job)
+
+    def close(self) -> None:
+        """Let running decodes finish in their threads; start no new ones."""
+        self._threads.shutdown(wait=False, cancel_futures=True)

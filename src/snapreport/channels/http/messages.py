@@ -1,9 +1,11 @@
 """``POST /api/v1/messages``: one user message, answered synchronously.
 
-The body is JSON (``MessageIn``) or multipart/form-data (``MessageForm``). It is parsed and
-checked completely (an image is decoded and validated) before anything else happens, so bad
-input is a 4xx that changes nothing. Then: a repeated ``message_id`` gets its first answer; the
-per-user rate limit counts the message; the dialogue handles it in one session turn.
+The token is checked before a byte of the body is read. The body is JSON (``MessageIn``) or
+multipart/form-data (``MessageForm``); it is parsed and checked before anything else happens,
+so bad input is a 4xx that changes nothing. Then: a repeated ``message_id`` gets its first
+answer; the per-user rate limit counts the message; only then is a photo decoded (once: that
+decode validates it and makes the model's copy; a bad photo is still a 4xx, after the rate
+limit counted it); the dialogue handles the message in one session turn.
 
 One message is one event: an image (with the text as its caption), else a location (with the
 text as its label when it has none), else the text.
@@ -11,7 +13,7 @@ text as its label when it has none), else the text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -24,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from snapreport.channels.http.auth import Tokens
 from snapreport.channels.http.errors import describe_validation
-from snapreport.channels.http.images import check_image, decode_base64
+from snapreport.channels.http.images import decode_base64
 from snapreport.channels.http.render import order_out
 from snapreport.channels.http.schemas import (
     MAX_LABEL_CHARS,
@@ -64,10 +66,18 @@ class _FormFields(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class _Photo:
+    """A photo not decoded yet: it is checked once the rate limit admitted the message."""
+
+    data: bytes = field(repr=False)
+    caption: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Parsed:
     user_id: str
     message_id: str | None
-    event: Event
+    event: Event | _Photo
 
 
 def _content(model: type[BaseModel]) -> dict[str, Any]:
@@ -171,7 +181,16 @@ def _as_duplicate(body: bytes) -> bytes:
 
 
 async def _turn(state: HttpState, parsed: _Parsed) -> bytes:
-    outcome = await state.app.assistant.handle(parsed.user_id, parsed.event)
+    event = parsed.event
+    if isinstance(event, _Photo):
+        checked = await state.decoder.check(event.data)
+        event = ImageEvent(
+            checked.image,
+            mime=checked.image.image.mime,
+            caption=event.caption,
+            preview=checked.preview,
+        )
+    outcome = await state.app.assistant.handle(parsed.user_id, event)
     state.metrics.turn(outcome.state)
     return _encode(_answer(parsed.message_id, outcome))
 
@@ -221,10 +240,10 @@ async def _read_json(raw: bytes, state: HttpState) -> _Parsed:
         if any(e["type"] == "json_invalid" for e in errors):
             raise MalformedJson("the body is not valid JSON") from None
         raise InvalidRequest(describe_validation(errors)) from None
-    event: Event
+    event: Event | _Photo
     if message.image is not None:
         data = decode_base64(message.image.data, state.app.settings.media.max_bytes)
-        event = await _image_event(data, message.text, state)
+        event = _Photo(data, message.text or "")
     elif message.location is not None:
         loc = message.location
         event = LocationEvent(loc.latitude, loc.longitude, loc.label or (message.text or ""))
@@ -250,11 +269,11 @@ async def _read_form(request: Request, state: HttpState) -> _Parsed:
         except ValidationError as exc:
             raise InvalidRequest(describe_validation(exc.errors())) from None
         data = await upload.read(max_bytes + 1) if upload is not None else None
-    event: Event
+    event: Event | _Photo
     if data is not None:
         if len(data) > max_bytes:
             raise ImageTooLarge(f"the image is larger than {max_bytes} bytes")
-        event = await _image_event(data, parsed.text, state)
+        event = _Photo(data, parsed.text or "")
     elif parsed.latitude is not None or parsed.longitude is not None:
         if parsed.latitude is None or parsed.longitude is None:
             raise InvalidRequest("a location needs both latitude and longitude")
@@ -265,10 +284,3 @@ async def _read_form(request: Request, state: HttpState) -> _Parsed:
     else:
         raise InvalidRequest("at least one of text, image or location is required")
     return _Parsed(user_id=parsed.user_id, message_id=parsed.message_id, event=event)
-
-
-async def _image_event(data: bytes, caption: str | None, state: HttpState) -> ImageEvent:
-    """Validate the image here, so a bad one is a 4xx rather than a reply (the media store
-    validates again when the dialogue stores it)."""
-    info = await check_image(data, state.app.settings.media.max_bytes)
-    return ImageEvent(data, mime=info.mime, caption=caption or "")

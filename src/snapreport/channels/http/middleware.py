@@ -3,11 +3,15 @@
 For every HTTP request it: takes the ``X-Request-ID`` header (or makes one) and echoes it in the
 response; binds it to the log context; refuses a body larger than the cap with 413, from the
 declared ``Content-Length`` before reading anything or, for a streamed body, as soon as the
-limit is passed; and logs one access line and observes the request's duration when it ends.
+limit is passed; refuses a body that has not wholly arrived ``body_timeout_seconds`` after the
+request began with 408 ``body_timeout`` (a client that sends headers and then nothing, or
+trickles its body, cannot hold a connection longer); and logs one access line and observes the
+request's duration when it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -18,7 +22,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snapreport.channels.http.errors import error_response
-from snapreport.errors import RequestTooLarge
+from snapreport.errors import BodyTimeout, RequestTooLarge
 from snapreport.logs import get_logger
 from snapreport.metrics import Metrics
 
@@ -33,9 +37,17 @@ _MAX_OBSERVERS: Final = 256
 class RequestContext:
     """See the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_timeout_seconds: float,
+        metrics: Metrics,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_seconds = body_timeout_seconds
         self.metrics = metrics
         # (method, status) -> the histogram's child: ``labels()`` is slow per call
         self._observers: dict[tuple[str, int], Callable[[float], None]] = {}
@@ -73,7 +85,7 @@ class RequestContext:
             # a declared length within the cap bounds the body already: the server reads no
             # more than it; without one (chunked) the body is counted as it comes
             capped = receive if declared is not None else self._capped(receive)
-            await self.app(scope, capped, send_with_id)
+            await self.app(scope, self._timed(capped, started), send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             self._observer(scope["method"], status)(elapsed)
@@ -96,6 +108,30 @@ class RequestContext:
             if len(self._observers) < _MAX_OBSERVERS:  # methods are client-chosen: bounded
                 self._observers[(method, status)] = observe
         return observe
+
+    def _timed(self, receive: Receive, started: float) -> Receive:
+        """``receive`` with a deadline on the body: it must have wholly arrived by
+        ``started + body_timeout_seconds``. Waiting after the body (for a disconnect) is not
+        bounded."""
+        deadline = started + self.body_timeout_seconds
+        body_done = False
+
+        async def timed() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"the body did not arrive within {self.body_timeout_seconds:g} s"
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        return timed
 
     def _capped(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from snapreport.bootstrap import App
 from snapreport.channels.http.idempotency import Idempotency, RateLimiter
+from snapreport.channels.http.images import Decoder
 from snapreport.errors import Unavailable
 from snapreport.metrics import Metrics
 
@@ -23,6 +24,7 @@ class HttpState:
     clock: Callable[[], float]
     idempotency: Idempotency
     limiter: RateLimiter
+    decoder: Decoder
 
 
 def get_state(request: Request) -> HttpState:
