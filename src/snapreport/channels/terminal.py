@@ -136,7 +136,7 @@ class HttpTransport:
         if isinstance(event, ImageEvent):
             if event.caption:
                 fields["text"] = event.caption
-            files = {"image": ("photo", event.data, event.mime or "application/octet-stream")}
+            files = {"image": ("photo", event.raw, event.mime or "application/octet-stream")}
             body = await self._request("POST", "/api/v1/messages", data=fields, files=files)
         elif isinstance(event, LocationEvent):
             fields["location"] = {

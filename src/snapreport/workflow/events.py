@@ -30,6 +30,11 @@ class ImageEvent:
     caption: str = ""
     preview: PreparedImage | None = field(default=None, repr=False)
 
+    @property
+    def raw(self) -> bytes:
+        """The photo's bytes, checked or not."""
+        return self.data.data if isinstance(self.data, CheckedImage) else bytes(self.data)
+
 
 @dataclass(frozen=True, slots=True)
 class LocationEvent:

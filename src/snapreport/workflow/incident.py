@@ -229,8 +229,7 @@ class IncidentAssistant:
             raise Rejected(self._image_refusal(exc)) from None
         image = ImagePart(stored.key, stored.mime, stored.size, stored.width, stored.height)
         content: tuple[Part, ...] = (image, TextPart(caption)) if caption else (image,)
-        raw = data.data if isinstance(data, CheckedImage) else data
-        upload = Upload(stored, raw, preview=event.preview)
+        upload = Upload(stored, event.raw, preview=event.preview)
         return _Incoming("image", content, text=caption, upload=upload)
 
     def _receive_location(self, event: LocationEvent) -> _Incoming:

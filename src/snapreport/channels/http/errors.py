@@ -46,6 +46,7 @@ _PUBLIC_MESSAGES: Mapping[str, str] = {
     "vision_unavailable": "the vision model is unavailable" + _RETRY,
     "wecom_unavailable": "WeCom is unavailable" + _RETRY,
     "session_busy": "the user's previous message is still being handled" + _RETRY,
+    "decoder_busy": "every photo decoder is busy" + _RETRY,
     "unavailable": "the service is unavailable" + _RETRY,
 }
 _PUBLIC_FALLBACK = "the service failed" + _RETRY

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
@@ -93,7 +94,8 @@ class Decoder:
             raise
 
         def free(_: Future[Checked]) -> None:
-            loop.call_soon_threadsafe(self._slots.release)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: none to free
+                loop.call_soon_threadsafe(self._slots.release)
 
         job.add_done_callback(free)
         return await asyncio.wrap_future(job)

@@ -85,7 +85,9 @@ class RequestContext:
             # a declared length within the cap bounds the body already: the server reads no
             # more than it; without one (chunked) the body is counted as it comes
             capped = receive if declared is not None else self._capped(receive)
-            await self.app(scope, self._timed(capped, started), send_with_id)
+            if declared != 0 and (declared is not None or _has_body(scope)):
+                capped = self._timed(capped, started)
+            await self.app(scope, capped, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             self._observer(scope["method"], status)(elapsed)
@@ -160,6 +162,12 @@ def _request_id(scope: Scope) -> str:
     # 128 random bits, as a uuid4's hex has, without a system call per request: the ids need to
     # be unique, not secret (the random module reseeds itself in a forked worker)
     return f"{getrandbits(128):032x}"
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether a request without a usable ``Content-Length`` has a body at all: HTTP/1.1 sends
+    one only with a length or ``Transfer-Encoding`` (a GET has neither: no deadline to keep)."""
+    return any(name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"])
 
 
 def _content_length(scope: Scope) -> int | None:
