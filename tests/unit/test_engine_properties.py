@@ -7,15 +7,25 @@ against a plain model of what the engine promises, and random interleavings of c
 - a turn that fails writes nothing, and the error is the specific one;
 - concurrent turns of one user run one at a time in arrival order and never lose an update;
 - users are independent.
+
+Each property runs on every store (memory, SQLite, Redis on the harness's real redis-server),
+each example on a fresh store: a new SQLite file, a new Redis key prefix. The shared stores
+take a few milliseconds per example, so they run fewer examples than memory does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from snapreport.errors import (
@@ -27,7 +37,10 @@ from snapreport.errors import (
 )
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.model import Session
+from snapreport.session.stores.base import SessionStore
 from snapreport.session.stores.memory import MemorySessionStore
+from snapreport.session.stores.redis import RedisSessionStore
+from snapreport.session.stores.sqlite import SqliteSessionStore
 from tests.harness.clock import FakeClock
 
 TTL = 100.0
@@ -37,11 +50,46 @@ MAX_TEXT = 20
 USERS = ["ann", "bob", "cy"]
 PENDING = ["waiting_location", "waiting_confirm", "waiting_close_photo"]
 
-SETTINGS = settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+STORES = ["memory", "sqlite", "redis"]
+EXAMPLES = {"memory": 150, "sqlite": 60, "redis": 100}  # the suite's time, not the promise
+LOCK_WAIT = 10.0  # a lock left held fails the check after this long, not the run
+
+
+def store_settings(kind: str) -> settings:
+    return settings(
+        max_examples=EXAMPLES[kind],
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_store(kind: str, clock: FakeClock, redis_url: str) -> AsyncIterator[SessionStore]:
+    """A fresh, empty store of ``kind`` on the fake clock."""
+    store: SessionStore
+    with tempfile.TemporaryDirectory(prefix="engine-props-") as directory:
+        if kind == "memory":
+            store = MemorySessionStore(clock=clock)
+        elif kind == "sqlite":
+            store = SqliteSessionStore(Path(directory) / "sessions.db", clock=clock)
+        else:
+            prefix = f"props{uuid.uuid4().hex[:12]}"
+            store = RedisSessionStore.from_url(redis_url, prefix=prefix, clock=clock)
+        try:
+            yield store
+        finally:
+            await store.aclose()
+
+
+@pytest.fixture(params=STORES)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(kind: str, request: pytest.FixtureRequest) -> str:
+    """The harness's redis-server for the Redis runs (started once per test session)."""
+    return str(request.getfixturevalue("redis_url")) if kind == "redis" else ""
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -104,9 +152,9 @@ ops = st.one_of(
 
 
 class Checker:
-    def __init__(self) -> None:
-        self.clock = FakeClock()
-        self.store = MemorySessionStore(clock=self.clock)
+    def __init__(self, store: SessionStore, clock: FakeClock) -> None:
+        self.clock = clock
+        self.store = store
         self.engine = SessionEngine(
             self.store,
             EngineConfig(
@@ -251,19 +299,26 @@ class Checker:
                 break
             cursor = page.next_cursor
         assert listed == live
-        assert self.store.locked_users == 0
+        for user in USERS:  # every turn gave its lock back, the failed ones too
+            lease = await self.store.acquire(user, timeout=LOCK_WAIT)
+            await self.store.release(lease)
 
 
-@SETTINGS
-@given(program=st.lists(ops, max_size=40))
-def test_random_programs_match_the_model(program: list[tuple[Any, ...]]) -> None:
-    async def main() -> None:
-        checker = Checker()
-        for op in program:
-            await checker.run(op)
-            await checker.check()
+def test_random_programs_match_the_model(kind: str, store_url: str) -> None:
+    @store_settings(kind)
+    @given(program=st.lists(ops, max_size=40))
+    def run(program: list[tuple[Any, ...]]) -> None:
+        async def main() -> None:
+            clock = FakeClock()
+            async with open_store(kind, clock, store_url) as store:
+                checker = Checker(store, clock)
+                for op in program:
+                    await checker.run(op)
+                    await checker.check()
 
-    asyncio.run(main())
+        asyncio.run(main())
+
+    run()
 
 
 # -- concurrency --------------------------------------------------------------------------------
@@ -280,59 +335,72 @@ arrivals = st.lists(
 )
 
 
-@SETTINGS
-@given(arrivals=arrivals, jumps=st.lists(st.floats(0, TTL / 10), max_size=5))
-def test_concurrent_turns_never_lose_an_update(
-    arrivals: list[tuple[str, int, bool, int]], jumps: list[float]
-) -> None:
+def test_concurrent_turns_never_lose_an_update(kind: str, store_url: str) -> None:
     """Each turn reads the last number in its user's history, awaits (as a VLM call would),
-    then appends that number plus one. Clock jumps stay within the TTL in total."""
+    then appends that number plus one. Clock jumps stay within the TTL in total. Arrival order
+    is the order the turns call the store: one store instance sends one user's acquires in
+    that order (Redis: one after the other; SQLite: its one worker thread)."""
 
-    async def main() -> None:
-        clock = FakeClock()
-        engine = SessionEngine(
-            MemorySessionStore(clock=clock), EngineConfig(ttl_seconds=TTL), clock=clock
-        )
-        served: dict[str, list[int]] = {u: [] for u in USERS}
-        written: dict[str, list[int]] = {u: [] for u in USERS}
-        jump_left = list(jumps)
+    @store_settings(kind)
+    @given(arrivals=arrivals, jumps=st.lists(st.floats(0, TTL / 10), max_size=5))
+    def run(arrivals: list[tuple[str, int, bool, int]], jumps: list[float]) -> None:
+        async def main() -> None:
+            clock = FakeClock()
+            async with open_store(kind, clock, store_url) as store:
+                await check_concurrent_turns(store, clock, arrivals, jumps)
 
-        async def turn(i: int, user: str, awaits: int, fail: bool) -> None:
-            try:
-                async with engine.turn(user) as session:
-                    served[user].append(i)
-                    messages = session.history.messages()
-                    last = int(messages[-1].text) if messages else 0
-                    for _ in range(awaits):
-                        await asyncio.sleep(0)
-                        if jump_left:
-                            clock.advance(jump_left.pop())
-                    session.history.add_user(str(last + 1))
-                    if fail:
-                        raise RuntimeError("the VLM call failed")
-                    written[user].append(last + 1)
-            except RuntimeError:
-                pass
+        asyncio.run(main())
 
-        tasks = []
-        for i, (user, awaits, fail, gap) in enumerate(arrivals):
-            tasks.append(asyncio.create_task(turn(i, user, awaits, fail)))
-            for _ in range(gap):
-                await asyncio.sleep(0)
-        await asyncio.gather(*tasks)
+    run()
 
-        for user in USERS:
-            mine = [i for i, a in enumerate(arrivals) if a[0] == user]
-            assert served[user] == mine  # one at a time, in arrival order
-            done = written[user]
-            assert done == list(range(1, len(done) + 1))  # no update lost, none repeated
-            info = await engine.peek(user)
-            if not done:
-                assert info is None
-                continue
-            assert info is not None
-            assert info.session.version == len(done)
-            numbers = [int(m.text) for m in info.session.history]
-            assert numbers == done[-10:]  # users are independent: only their own turns
 
-    asyncio.run(main())
+async def check_concurrent_turns(
+    store: SessionStore,
+    clock: FakeClock,
+    arrivals: list[tuple[str, int, bool, int]],
+    jumps: list[float],
+) -> None:
+    engine = SessionEngine(
+        store, EngineConfig(ttl_seconds=TTL, lock_timeout_seconds=LOCK_WAIT), clock=clock
+    )
+    served: dict[str, list[int]] = {u: [] for u in USERS}
+    written: dict[str, list[int]] = {u: [] for u in USERS}
+    jump_left = list(jumps)
+
+    async def turn(i: int, user: str, awaits: int, fail: bool) -> None:
+        try:
+            async with engine.turn(user) as session:
+                served[user].append(i)
+                messages = session.history.messages()
+                last = int(messages[-1].text) if messages else 0
+                for _ in range(awaits):
+                    await asyncio.sleep(0)
+                    if jump_left:
+                        clock.advance(jump_left.pop())
+                session.history.add_user(str(last + 1))
+                if fail:
+                    raise RuntimeError("the VLM call failed")
+                written[user].append(last + 1)
+        except RuntimeError:
+            pass
+
+    tasks = []
+    for i, (user, awaits, fail, gap) in enumerate(arrivals):
+        tasks.append(asyncio.create_task(turn(i, user, awaits, fail)))
+        for _ in range(gap):
+            await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+
+    for user in USERS:
+        mine = [i for i, a in enumerate(arrivals) if a[0] == user]
+        assert served[user] == mine  # one at a time, in arrival order
+        done = written[user]
+        assert done == list(range(1, len(done) + 1))  # no update lost, none repeated
+        info = await engine.peek(user)
+        if not done:
+            assert info is None
+            continue
+        assert info is not None
+        assert info.session.version == len(done)
+        numbers = [int(m.text) for m in info.session.history]
+        assert numbers == done[-10:]  # users are independent: only their own turns
