@@ -1,22 +1,26 @@
 """One contract for every ``SessionStore``: memory, SQLite, Redis (indexed) and Redis (SCAN mode,
 as on Redis Cluster), each a parameter of the ``store`` fixture (indirect).
 
-Time for expiry comes from the fake clock; only lock waits take real (short) time.
+Time for expiry comes from the fake clock; only lock waits take real (short) time. A test that
+needs a waiter to have reached the store polls the store's own queue for it (``queue_length``);
+bounds on waits are generous (``WAIT``) and shorter than the lock TTL, so a lock left held by
+someone who gave up fails the test instead of being taken over in time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from snapreport.errors import LockLost, SessionBusy
 from snapreport.session.engine import EngineConfig, SessionEngine
-from snapreport.session.stores.base import Lease, SessionStore
+from snapreport.session.stores.base import SessionStore
 from snapreport.session.stores.memory import MemorySessionStore
 from snapreport.session.stores.redis import RedisSessionStore
 from snapreport.session.stores.sqlite import SqliteSessionStore
@@ -24,7 +28,8 @@ from tests.harness.clock import FakeClock
 
 ALL = ["memory", "sqlite", "redis", "redis-scan"]
 SHARED = ["sqlite", "redis", "redis-scan"]  # backends whose instances share state
-WAIT = 5.0
+WAIT = 10.0  # a generous bound on a wait that takes milliseconds
+LOCK_TTL = 30.0  # longer than WAIT: a lock nobody gives back is not taken over within a wait
 
 StoreFactory = Callable[..., Awaitable[SessionStore]]
 
@@ -47,10 +52,10 @@ async def store_factory(
                 shared_memory.append(MemorySessionStore(clock=clock))
             return shared_memory[0]
         if kind == "sqlite":
-            options.setdefault("lock_ttl", 5.0)
+            options.setdefault("lock_ttl", LOCK_TTL)
             store = SqliteSessionStore(tmp_path / "sessions.db", clock=clock, **options)
         else:
-            options.setdefault("lock_ttl", 5.0)
+            options.setdefault("lock_ttl", LOCK_TTL)
             store = RedisSessionStore.from_url(
                 url, prefix=prefix, clock=clock, index=kind == "redis", **options
             )
@@ -75,10 +80,44 @@ async def put(
     await store.commit(lease, blob, expires_at=expires_at, keep_until=max(keep, expires_at))
 
 
-async def queued(n: int = 1) -> None:
-    """Give just-started waiters time to reach the store (a round trip or two)."""
-    for _ in range(n):
-        await asyncio.sleep(0.03)
+QueueLength = Callable[[str], Awaitable[int]]
+
+
+@pytest.fixture
+async def queue_length(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[QueueLength]:
+    """How many acquires wait for a user's lock, read from the store itself: the memory store's
+    waiter list, SQLite's waiters table, Redis's wait list."""
+    kind: str = request.node.callspec.params["store_factory"]
+    client: aioredis.Redis | None = None
+    if kind.startswith("redis"):
+        client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    prefix = request.getfixturevalue("redis_prefix") if client else ""
+
+    async def length(user: str) -> int:
+        if client is not None:
+            return int(await client.llen(f"{prefix}:{{{user}}}:q"))
+        if kind == "sqlite":
+            with sqlite3.connect(tmp_path / "sessions.db") as db:
+                row = db.execute(
+                    "SELECT count(*) FROM session_waiters WHERE user_id = ?", (user,)
+                ).fetchone()
+            return int(row[0])
+        store: MemorySessionStore = await request.getfixturevalue("store_factory")()
+        lock = store._locks.get(user)
+        return 0 if lock is None else sum(not f.done() for f in lock.waiters)
+
+    yield length
+    if client is not None:
+        await client.aclose()
+
+
+async def queued(queue_length: QueueLength, user: str, n: int) -> None:
+    """Wait until ``n`` acquires wait for ``user``'s lock in the store (bounded by ``WAIT``)."""
+    async with asyncio.timeout(WAIT):
+        while await queue_length(user) < n:
+            await asyncio.sleep(0.005)
 
 
 @pytest.mark.parametrize("store_factory", ALL, indirect=True)
@@ -122,7 +161,7 @@ class TestSessionStoreContract:
     ) -> None:
         await put(store, "alice", b"x", clock() + 600)
         lease = await store.acquire("alice", timeout=WAIT)
-        async with asyncio.timeout(1):
+        async with asyncio.timeout(WAIT):  # a load that waited would wait for the lock TTL
             assert await store.load("alice") == b"x"
         await store.release(lease)
 
@@ -131,10 +170,12 @@ class TestSessionStoreContract:
 
     # -- locking ---------------------------------------------------------------------------
 
-    async def test_the_lock_is_exclusive(self, store: SessionStore, clock: FakeClock) -> None:
+    async def test_the_lock_is_exclusive(
+        self, store: SessionStore, clock: FakeClock, queue_length: QueueLength
+    ) -> None:
         first = await store.acquire("alice", timeout=WAIT)
         second = asyncio.create_task(store.acquire("alice", timeout=WAIT))
-        await queued(3)
+        await queued(queue_length, "alice", 1)
         assert not second.done()
         await store.commit(first, b"by first", expires_at=clock() + 600, keep_until=clock() + 600)
         lease = await asyncio.wait_for(second, WAIT)
@@ -143,12 +184,13 @@ class TestSessionStoreContract:
 
     async def test_different_users_never_wait_for_each_other(self, store: SessionStore) -> None:
         alice = await store.acquire("alice", timeout=WAIT)
-        bob = await store.acquire("bob", timeout=0.5)
+        async with asyncio.timeout(WAIT):  # bob's wait would last the lock TTL
+            bob = await store.acquire("bob", timeout=LOCK_TTL)
         await store.release(bob)
         await store.release(alice)
 
     async def test_waiters_are_served_in_arrival_order(
-        self, store: SessionStore, clock: FakeClock
+        self, store: SessionStore, clock: FakeClock, queue_length: QueueLength
     ) -> None:
         holder = await store.acquire("alice", timeout=WAIT)
         served: list[int] = []
@@ -162,7 +204,7 @@ class TestSessionStoreContract:
         tasks = []
         for i in range(6):
             tasks.append(asyncio.create_task(waiter(i)))
-            await queued()
+            await queued(queue_length, "alice", i + 1)
         await store.commit(holder, b"", expires_at=clock() + 600, keep_until=clock() + 600)
         await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
         assert served == list(range(6))
@@ -172,27 +214,28 @@ class TestSessionStoreContract:
         self, store: SessionStore, clock: FakeClock
     ) -> None:
         holder = await store.acquire("alice", timeout=WAIT)
-        started = time.monotonic()
-        with pytest.raises(SessionBusy, match="busy"):
-            await store.acquire("alice", timeout=0.2)
-        assert time.monotonic() - started < 2.0
+        async with asyncio.timeout(WAIT):  # the 0.2 s wait ends, well within the bound
+            with pytest.raises(SessionBusy, match="busy"):
+                await store.acquire("alice", timeout=0.2)
         await store.release(holder)
-        started = time.monotonic()
+        # the one that gave up does not hold it: were it handed the lock, this would wait for
+        # the lock TTL, longer than WAIT
         lease = await store.acquire("alice", timeout=WAIT)
-        assert time.monotonic() - started < 1.0  # the one that gave up does not hold it
         await store.release(lease)
 
-    async def test_a_cancelled_waiter_gives_up_its_place(self, store: SessionStore) -> None:
+    async def test_a_cancelled_waiter_gives_up_its_place(
+        self, store: SessionStore, queue_length: QueueLength
+    ) -> None:
         holder = await store.acquire("alice", timeout=WAIT)
         gone = asyncio.create_task(store.acquire("alice", timeout=WAIT))
-        await queued()
+        await queued(queue_length, "alice", 1)
         gone.cancel()
         with pytest.raises(asyncio.CancelledError):
             await gone
         await store.release(holder)
-        started = time.monotonic()
+        # were the lock handed to the cancelled waiter and kept, this would wait for the lock
+        # TTL, longer than WAIT
         lease = await store.acquire("alice", timeout=WAIT)
-        assert time.monotonic() - started < 1.0
         await store.release(lease)
 
     async def test_a_stale_lease_cannot_commit(self, store: SessionStore, clock: FakeClock) -> None:
@@ -397,7 +440,7 @@ class TestSessionStoreContract:
 @pytest.mark.parametrize("store_factory", SHARED, indirect=True)
 class TestSharedStoreContract:
     async def test_two_instances_exclude_each_other_and_hand_over_in_order(
-        self, store_factory: StoreFactory, clock: FakeClock
+        self, store_factory: StoreFactory, clock: FakeClock, queue_length: QueueLength
     ) -> None:
         one, two = await store_factory(), await store_factory()
         holder = await one.acquire("alice", timeout=WAIT)
@@ -411,7 +454,7 @@ class TestSharedStoreContract:
         tasks = []
         for i, store in enumerate([two, one, two, one]):
             tasks.append(asyncio.create_task(waiter(store, f"w{i}")))
-            await queued()
+            await queued(queue_length, "alice", i + 1)
         await one.commit(holder, b"h", expires_at=clock() + 9, keep_until=clock() + 9)
         await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
         assert served == ["w0", "w1", "w2", "w3"]
@@ -423,9 +466,7 @@ class TestSharedStoreContract:
         frozen = await store_factory(lock_ttl=0.3, renew=False)  # a process that stopped
         other = await store_factory(lock_ttl=0.3)
         stale = await frozen.acquire("alice", timeout=WAIT)
-        started = time.monotonic()
-        lease = await other.acquire("alice", timeout=WAIT)
-        assert time.monotonic() - started < 3.0
+        lease = await other.acquire("alice", timeout=WAIT)  # SessionBusy if never taken over
         with pytest.raises(LockLost):
             await frozen.commit(stale, b"stale", expires_at=clock() + 9, keep_until=clock() + 9)
         await other.commit(lease, b"fresh", expires_at=clock() + 9, keep_until=clock() + 9)
@@ -442,4 +483,3 @@ class TestSharedStoreContract:
             await two.acquire("alice", timeout=0.3)
         await one.commit(lease, b"slow", expires_at=clock() + 9, keep_until=clock() + 9)
         assert await two.load("alice") == b"slow"
-        assert isinstance(lease, Lease)
