@@ -7,6 +7,7 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tests.harness.redis_server import RedisServer
 from tests.integration._store_processes import Worker
 
 LOCK_TTL = 1.0
+BOUND = 30.0  # seconds: generous bounds for what takes a fraction of that on an idle machine
 
 
 def backend_target(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
@@ -44,7 +46,8 @@ async def test_a_killed_lock_holder_is_replaced_once_its_lock_ttl_passes(
 ) -> None:
     args = backend_target(backend, request, tmp_path)
     store = open_store(args, lock_ttl=LOCK_TTL)
-    engine = SessionEngine(store, EngineConfig(lock_timeout_seconds=10))
+    # the lock wait bounds the take-over: far longer than LOCK_TTL, far shorter than forever
+    engine = SessionEngine(store, EngineConfig(lock_timeout_seconds=BOUND))
     holder = Worker("hold", *args, "--user", "alice", "--lock-ttl", str(LOCK_TTL),
                     log=tmp_path / "holder.log")  # fmt: skip
     try:
@@ -58,14 +61,11 @@ async def test_a_killed_lock_holder_is_replaced_once_its_lock_ttl_passes(
         with pytest.raises(SessionBusy):
             await store.acquire("alice", timeout=0.3)
         holder.kill()
-        started = time.monotonic()
-        async with engine.turn("alice") as session:
-            waited = time.monotonic() - started
+        async with engine.turn("alice") as session:  # SessionBusy if the lock were never freed
             assert [m.text for m in session.history] == ["before the crash"]
             assert session.state == "waiting_location"
             assert session.version == 1
             session.history.add_user("after the crash")
-        assert waited < LOCK_TTL + 2.0
         info = await engine.peek("alice")
         assert info is not None
         assert [m.text for m in info.session.history] == ["before the crash", "after the crash"]
@@ -77,8 +77,9 @@ async def test_a_killed_lock_holder_is_replaced_once_its_lock_ttl_passes(
 async def test_stopping_redis_fails_turns_fast_and_they_recover_when_it_is_back(
     redis_server: RedisServer,
 ) -> None:
-    store = RedisSessionStore.from_url(redis_server.url, prefix="faults", lock_ttl=1.0)
-    engine = SessionEngine(store, EngineConfig(lock_timeout_seconds=5))
+    store = RedisSessionStore.from_url(redis_server.url, prefix="faults", lock_ttl=LOCK_TTL)
+    lock_wait = 10.0
+    engine = SessionEngine(store, EngineConfig(lock_timeout_seconds=lock_wait))
     users = [f"user{u}" for u in range(8)]
     successes: Counter[str] = Counter()
     outcomes: list[tuple[str, float, str]] = []  # (phase it started in, seconds, outcome)
@@ -102,17 +103,27 @@ async def test_stopping_redis_fails_turns_fast_and_they_recover_when_it_is_back(
             outcomes.append((started_in, time.monotonic() - started, outcome))
             await asyncio.sleep(0.01 if outcome == "ok" else 0.05)
 
+    def ended_in(phase: str, outcome: str) -> int:
+        return sum(1 for p, _, o in outcomes if p == phase and o == outcome)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(BOUND):
+            while not condition():
+                await asyncio.sleep(0.01)
+
     tasks = [asyncio.create_task(load(user)) for user in users]
     try:
-        await asyncio.sleep(0.5)
+        await until(lambda: all(successes[user] for user in users))
         phase = "stopping"
         await asyncio.to_thread(redis_server.stop)
         phase = "down"
-        await asyncio.sleep(1.5)
+        await until(lambda: ended_in("down", "unavailable") + ended_in("down", "ok") >= 3 * 8)
         phase = "restarting"
         await asyncio.to_thread(redis_server.start)
         phase = "back"
-        await asyncio.sleep(4.0)  # locks orphaned by the outage expire within LOCK_TTL
+        before = dict(successes)
+        # every user turns again: locks orphaned by the outage expire within LOCK_TTL
+        await until(lambda: all(successes[user] > before[user] for user in users))
     finally:
         running = False
         await asyncio.gather(*tasks)
@@ -122,10 +133,9 @@ async def test_stopping_redis_fails_turns_fast_and_they_recover_when_it_is_back(
     down = [o for o in outcomes if o[0] == "down"]
     assert down, "no turn ran while redis was down"
     assert all(o[2] == "unavailable" for o in down)
-    assert max(seconds for _, seconds, _ in outcomes) < 3.0, "a turn hung"
-    assert max(seconds for p, seconds, _ in outcomes if p == "down") < 0.5
-    back = [o for o in outcomes if o[0] == "back" and o[2] == "ok"]
-    assert len(back) >= len(users), "turns did not recover after the restart"
+    # fast: a failure is the refused connection, not a wait for the user's lock to time out
+    assert max(seconds for p, seconds, _ in outcomes if p == "down") < lock_wait / 2
+    assert max(seconds for _, seconds, _ in outcomes) < lock_wait + LOCK_TTL, "a turn hung"
 
     for user in users:
         info = await engine.peek(user)
