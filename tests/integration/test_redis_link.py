@@ -5,7 +5,7 @@ a timeout and the connection cap."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +16,29 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from snapreport.redis_link import ScriptLink
 from tests.harness.redis_server import RedisServer
+
+BOUND = 10.0  # seconds: a generous bound on what the server does in milliseconds
+
+
+async def until_clients(url: str, condition: Callable[[list[dict[str, str]]], bool]) -> None:
+    """Poll the server's CLIENT LIST (seen from a connection of its own, left out of the list)
+    until ``condition`` holds for it."""
+    watcher = aioredis.Redis.from_url(url)
+    try:
+        own = await watcher.client_id()
+        async with asyncio.timeout(BOUND):
+            while True:
+                clients = [c for c in await watcher.client_list() if int(c["id"]) != own]
+                if condition(clients):
+                    return
+                await asyncio.sleep(0.01)
+    finally:
+        await watcher.aclose()
+
+
+def blocked(clients: list[dict[str, str]]) -> int:
+    """How many of ``clients`` wait in a BLPOP."""
+    return sum(1 for c in clients if c.get("cmd") == "blpop" and "b" in c.get("flags", ""))
 
 
 @pytest.fixture
@@ -72,26 +95,26 @@ async def test_a_restarted_server_is_reconnected_to_without_an_error(
     assert await link.call("PING") == b"PONG"
     # a connection closed by the server while it sat unused is noticed before it is used
     await link.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no")
-    await asyncio.sleep(0.05)
+    await until_clients(redis_server.url, lambda clients: not clients)
     assert await link.call("PING") == b"PONG"
     await link.aclose()
     await pool.aclose()
 
 
 async def test_a_cancelled_call_leaves_no_stray_reply_for_the_next(
-    pool: ConnectionPool, redis_prefix: str
+    pool: ConnectionPool, redis_prefix: str, redis_url: str
 ) -> None:
     link = ScriptLink(pool)
     key = f"{redis_prefix}:slow"
     slow = asyncio.create_task(link.call("BLPOP", key, "1"))
-    await asyncio.sleep(0.1)
+    await until_clients(redis_url, lambda clients: blocked(clients) == 1)
     slow.cancel()
     with pytest.raises(asyncio.CancelledError):
         await slow
     # the BLPOP's reply (nil, a second later) must not be read as this call's reply
     await link.call("RPUSH", key, b"x")
     assert await link.call("LPOP", key) == b"x"
-    await asyncio.sleep(1.1)
+    await until_clients(redis_url, lambda clients: blocked(clients) == 0)  # the nil is sent
     assert await link.call("ECHO", b"mine") == b"mine"
     await link.aclose()
 
@@ -109,13 +132,11 @@ async def test_a_reply_that_does_not_come_in_time_is_a_redis_timeout(
 
 
 async def test_no_more_connections_than_the_pool_allows(
-    pool: ConnectionPool, redis_prefix: str
+    pool: ConnectionPool, redis_prefix: str, redis_url: str
 ) -> None:
     link = ScriptLink(pool)
-    waits = [
-        asyncio.create_task(link.call("BLPOP", f"{redis_prefix}:w{i}", "0.5")) for i in range(4)
-    ]
-    await asyncio.sleep(0.1)
+    waits = [asyncio.create_task(link.call("BLPOP", f"{redis_prefix}:w{i}", "2")) for i in range(4)]
+    await until_clients(redis_url, lambda clients: blocked(clients) == 4)
     with pytest.raises(RedisConnectionError, match="Too many connections"):
         await link.call("PING")
     assert await asyncio.gather(*waits) == [None] * 4
