@@ -461,17 +461,19 @@ async def test_clear_deletes_state_slots_and_history(engine: SessionEngine) -> N
 
 async def test_clear_waits_for_a_running_turn(engine: SessionEngine) -> None:
     order: list[str] = []
-    entered = asyncio.Event()
+    entered, clearing = asyncio.Event(), asyncio.Event()
 
     async def turn() -> None:
         async with engine.turn("alice") as session:
             entered.set()
-            await asyncio.sleep(0.01)
+            # clear() runs until it waits for the lock before this wakes up (memory store)
+            await clearing.wait()
             session.history.add_user("x")
             order.append("turn")
 
     async def clear() -> None:
         await entered.wait()
+        clearing.set()
         await engine.clear("alice")
         order.append("clear")
 
@@ -559,7 +561,7 @@ async def test_the_sweeper_purges_expired_sessions_in_the_background(
     clock.advance(TTL + 1)
     sweeper = asyncio.create_task(engine.run_sweeper(interval_seconds=0.01, batch=64))
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):  # a generous bound: it takes milliseconds
             while len(store):
                 await asyncio.sleep(0.005)
     finally:
@@ -586,7 +588,7 @@ async def test_the_sweeper_survives_a_store_that_fails(clock: FakeClock) -> None
     clock.advance(TTL + 1)
     sweeper = asyncio.create_task(engine.run_sweeper(interval_seconds=0.01))
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):  # a generous bound: it takes milliseconds
             while len(store):
                 await asyncio.sleep(0.005)
     finally:
