@@ -11,10 +11,11 @@ message and a reply (keeping the last 10 turns), set the state, save it with a 6
   save+unlock: one EVALSHA each; the lock is fenced, FIFO, renewed; the index is updated).
 - ``aiogram redis+isolation``: ``RedisEventIsolation.lock`` around ``get_state``, ``get_data``,
   ``set_state``, ``set_data`` on ``RedisStorage`` (JSON data, state and data in two keys).
-- ``raw GET+SET``: the same engine turn on a store that is a bare redis-py GET and SET PX, no
-  lock: the floor for two round trips doing the same work (the target's baseline).
-- ``raw GET+SET on our link``: the same GET and SET sent the way our store sends its scripts
-  (``ScriptLink``): the floor on our own path, for information.
+- ``raw GET+SET on our link``: the same engine turn on a store that is a bare GET and SET PX, no
+  lock, sent the way our store sends its scripts (``ScriptLink``): the floor for two round trips
+  doing the same work on the same transport (the fair baseline of the 0.8x target).
+- ``raw GET+SET``: the same GET and SET through the redis-py client's ``execute_command``, a
+  slower client path than ours (shown too, second).
 - ``snapreport sqlite`` / ``snapreport memory``: the engine on our other stores, one process.
 
 Round trips are counted client-side (writes of a packed command to a socket; nobody pipelines);
@@ -252,8 +253,8 @@ async def main(quick: bool) -> list[Result]:
             cases = [
                 case("snapreport redis", engine_turn(SessionEngine(ours)), plan),
                 case("aiogram redis+isolation", aiogram_turn(storage, isolation), plan),
-                case("raw GET+SET", engine_turn(raw_engine), plan),
                 case(LEAN, engine_turn(lean_engine), plan),
+                case("raw GET+SET", engine_turn(raw_engine), plan),
             ]
             for item in cases:
                 await prepare(item, admin)
@@ -310,7 +311,8 @@ def table(results: list[Result]) -> str:
 
 def targets(results: list[Result]) -> list[tuple[str, str, bool]]:
     by = {r.name: r for r in results}
-    ours, aio, raw = by["snapreport redis"], by["aiogram redis+isolation"], by["raw GET+SET"]
+    ours, aio = by["snapreport redis"], by["aiogram redis+isolation"]
+    lean, raw = by[LEAN], by["raw GET+SET"]
     sqlite = by["snapreport sqlite"]
     out = [
         (
@@ -324,8 +326,13 @@ def targets(results: list[Result]) -> list[tuple[str, str, bool]]:
         ratio = ours.runs[c][0] / aio.runs[c][0]
         out.append((f">= 2x aiogram with isolation, c={c}", f"{ratio:.2f}x", ratio >= 2.0))
     for c in (1, 64):
+        ratio = ours.runs[c][0] / lean.runs[c][0]
+        what = f">= 0.8x raw GET+SET on the same transport (our link), c={c}"
+        out.append((what, f"{ratio:.2f}x", ratio >= 0.8))
+    for c in (1, 64):
         ratio = ours.runs[c][0] / raw.runs[c][0]
-        out.append((f">= 0.8x raw GET+SET, c={c}", f"{ratio:.2f}x", ratio >= 0.8))
+        what = f">= 0.8x raw GET+SET through the redis-py client (slower path), c={c}"
+        out.append((what, f"{ratio:.2f}x", ratio >= 0.8))
     for c in (1, 64):
         tps = sqlite.runs[c][0]
         out.append((f"SQLite >= 5,000 turns/s in one process, c={c}", f"{tps:,.0f}", tps >= 5000))
@@ -348,7 +355,7 @@ def write_report(results: list[Result], redis_version: str, quick: bool) -> None
         f"{name} {metadata.version(name)}" for name in ("redis", "aiogram", "msgspec")
     )
     checks = "\n".join(
-        f"| {what} | {got} | {'met' if ok else 'NOT met'} |" for what, got, ok in targets(results)
+        f"| {what} | {got} | {'met' if ok else 'missed'} |" for what, got, ok in targets(results)
     )
     rounds = 1 if quick else ROUNDS
     sizes = "400 and 640" if quick else "500 and 1,600"
@@ -380,19 +387,19 @@ latencies of that run.
 - **aiogram redis+isolation**: aiogram 3 `RedisEventIsolation.lock(key)` around
   `get_state`, `get_data`, `set_state`, `set_data` on `RedisStorage` (JSON data; state and data
   in two keys with two TTLs).
-- **raw GET+SET**: the same `SessionEngine.turn` (MessagePack decode, append, validate,
-  encode) on a store whose acquire is a bare redis-py GET and whose commit is a SET PX, with no
-  lock: the floor for two round trips doing the same work, so the gap to ours is the price of
-  locking, fencing, FIFO and the index. It sends GET and SET through the redis-py client's
-  `execute_command` (redis-py's `get`/`set` wrappers would add about a microsecond per call to
-  the floor only), on a client with the same pool settings. This is the baseline of the
-  "0.8× raw GET+SET" target.
-- **raw GET+SET on our link**: the same GET and SET, sent the way our store sends its scripts:
-  by `ScriptLink`, on redis-py's connections and parser but without the client's per-command
-  machinery (retry wrapper, observability hooks, pool lock, a task per write for the socket
-  timeout), which costs about 10 µs of client time per command with redis-py 8. Shown for
-  information: it is the floor on our own path, so the gap to it is what locking, fencing,
-  FIFO handover and the index cost on their own.
+- **raw GET+SET on our link**: the same `SessionEngine.turn` (MessagePack decode, append,
+  validate, encode) on a store whose acquire is a bare GET and whose commit is a SET PX, with
+  no lock, sent the way our store sends its scripts: by `ScriptLink`, on redis-py's
+  connections and parser but without the client's per-command machinery (retry wrapper,
+  observability hooks, pool lock, a task per write for the socket timeout). It is the floor
+  for two round trips doing the same work on the same transport as ours, so the gap to it is
+  what locking, fencing, FIFO handover and the index cost, and nothing else. This is the fair
+  baseline of the "0.8× raw GET+SET" target, and judged first.
+- **raw GET+SET**: the same GET and SET through the redis-py client's `execute_command`
+  (redis-py's `get`/`set` wrappers would add about a microsecond per call), on a client with
+  the same pool settings. Its client machinery costs about 10 µs of client time per command
+  with redis-py 8, which our store does not pay: beside it our turn looks better than it is,
+  so it is shown second, for those who would compare with a plain redis-py application.
 - **snapreport sqlite / memory**: the same engine turn on our other stores, in this process
   (SQLite: WAL file in a temporary directory).
 
@@ -417,8 +424,10 @@ release script).
 Reading the figures: at c=1 a turn is strictly sequential, so its time is the client's CPU
 time plus the server's. Most of a round trip is the client's CPU: redis-py 8's client spends
 about 10 µs per command on machinery a script call does not need, which is why our store sends
-its two scripts on a leaner path of its own (compare the two raw floors). What separates our
-turn from the floor on the same path is mostly server time in the two scripts:
+its two scripts on a leaner path of its own (compare the two raw floors); judged against the
+slower client path, our turn would pass for faster than a lock-free GET+SET, which it is not.
+What separates our turn from the floor on the same path is mostly server time in the two
+scripts:
 each command a script runs costs about 0.5 µs (against 0.1–0.4 µs sent directly), and every
 string that enters Lua costs about 1 µs per KB, which the record does twice per turn (loaded
 by ACQUIRE, written by COMMIT). On the client, EVALSHA carries more arguments to encode than
