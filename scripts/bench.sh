@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
-for bench in bench/bench_engine.py bench/bench_stores.py bench/bench_vision_payload.py bench/bench_photo_privacy.py bench/bench_http.py; do
+for bench in bench/bench_engine.py bench/bench_stores.py bench/bench_vision_payload.py \
+    bench/bench_photo_privacy.py bench/bench_http.py bench/bench_report_flow.py; do
     printf '\033[1m==> %s\033[0m\n' "$bench" >&2
     .venv/bin/python "$bench"
 done

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -156,8 +157,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait_until(check: object, *, what: str, seconds: float = 60.0) -> None:
-    assert callable(check)
+def _wait_until(check: Callable[[], bool], *, what: str, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
