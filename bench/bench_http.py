@@ -217,6 +217,7 @@ def run_load(
     """Run the load generator in a separate process against ``server``; return its figures
     and the server's CPU time per request."""
     assert server.process is not None
+    load_before = float(Path("/proc/loadavg").read_text().split()[0])
     cpu_before = _cpu_seconds(server.process.pid)
     out = subprocess.run(
         [
@@ -237,6 +238,7 @@ def run_load(
         text=True,
     )
     figures: dict[str, float] = json.loads(out.stdout)
+    figures["load_average"] = max(load_before, float(Path("/proc/loadavg").read_text().split()[0]))
     cpu_after = _cpu_seconds(server.process.pid)
     if cpu_before is not None and cpu_after is not None:
         # over warm-up and measurement both, so divided by every request answered
@@ -342,10 +344,11 @@ def _row(c: int, floor: list[Figures], snap: list[Figures]) -> str:
         for r in (floor, snap)
     )
     gen = max(x["generator_cpu"] for x in floor + snap)
+    load = max(x["load_average"] for x in floor + snap)
     return (
         f"| {c} | {_mean(floor, 'rps'):,.0f} | {_mean(floor, 'p50_ms'):.2f} "
         f"| {_mean(floor, 'p99_ms'):.2f} | {_mean(snap, 'rps'):,.0f} | {_mean(snap, 'p50_ms'):.2f} "
-        f"| {_mean(snap, 'p99_ms'):.2f} | {ratio:.0%} | {spread} {cpu}| {gen:.0%} "
+        f"| {_mean(snap, 'p99_ms'):.2f} | {ratio:.0%} | {spread} {cpu}| {gen:.0%} | {load:.1f} "
         f"| {int(sum(x['errors'] for x in floor + snap))} |"
     )
 
@@ -393,8 +396,8 @@ def write_report(
         "",
         "| users | floor req/s | floor p50 ms | floor p99 ms | snapreport turns/s "
         "| p50 ms | p99 ms | ratio | ratio per round | floor CPU µs/req | snapreport CPU µs/req "
-        "| generator CPU (max) | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| generator CPU (max) | machine load (max) | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [_row(c, floor, snap) for c, (floor, snap) in sorted(results.items())]
     lines += ["", "Targets:", ""]
@@ -429,7 +432,10 @@ def write_report(
         "the requests it answered: unlike the throughput they hardly depend on what else the "
         "machine is doing, so they are the steadier measure of the cost of a request. The "
         "generator column is the share of one CPU the load generator used: near 100% it, not "
-        "the server, would be the limit (and the ratio would be flattered).",
+        "the server, would be the limit (and the ratio would be flattered). The machine-load "
+        "column is the highest 1-minute load average (runnable tasks) seen at the start or end "
+        "of a run: above 2 the 2 CPUs were oversubscribed by other work, which lowers every "
+        "figure and inflates the CPU per request too (caches and cores shared with others).",
         "",
         "On a shared 2-CPU machine the throughput of both servers moves with the machine's "
         "load (other processes take turns on the CPUs): compare the per-round ratios and the "

@@ -364,7 +364,9 @@ def write_report(results: list[Result], redis_version: str, quick: bool) -> None
 Produced by `{COMMAND}{" --quick" if quick else ""}` on {now}. Do not edit by hand: run the
 command again (it starts its own redis-server; well under a minute).
 
-- Machine: {machine()}
+- Machine: {machine()}; 1-minute load average {Path("/proc/loadavg").read_text().split()[0]}
+  at the end of the run (runnable tasks: above 2, other work oversubscribed the 2 cores and
+  every figure is lower than on a machine of its own)
 - Software: Python {platform.python_version()} (default asyncio event loop);
   {redis_version.split(" sha=")[0]}; {versions}
 - The benchmark and redis-server share the machine's cores, and other work on the machine
