@@ -362,7 +362,7 @@ def write_report(results: list[Result], redis_version: str, quick: bool) -> None
     text = f"""# Session store benchmarks
 
 Produced by `{COMMAND}{" --quick" if quick else ""}` on {now}. Do not edit by hand: run the
-command again (it starts its own redis-server; well under a minute).
+command again (it starts its own redis-server; under a minute on a quiet machine).
 
 - Machine: {machine()}; 1-minute load average {Path("/proc/loadavg").read_text().split()[0]}
   at the end of the run (runnable tasks: above 2, other work oversubscribed the 2 cores and
