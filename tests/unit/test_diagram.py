@@ -8,6 +8,7 @@ import pytest
 
 from snapreport.session.model import STATES
 from snapreport.workflow import diagram
+from snapreport.workflow.handlers.report import start_report
 from snapreport.workflow.states import TRANSITIONS, Transition
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dialogue.md"
@@ -31,7 +32,7 @@ def test_every_state_and_every_move_is_drawn() -> None:
 
 
 def test_the_diagram_follows_the_table() -> None:
-    rows = (Transition("idle", "image", "waiting_location", "start_report"),)
+    rows = (Transition("idle", "image", "waiting_location", start_report),)
     assert diagram.mermaid(rows) == (
         "stateDiagram-v2\n    [*] --> idle\n    idle --> waiting_location: photo\n"
     )

@@ -5,25 +5,31 @@ from __future__ import annotations
 import pytest
 
 from snapreport.session.model import STATES, State
-from snapreport.workflow.handlers import HANDLERS
+from snapreport.workflow.handlers import close, report, shared
 from snapreport.workflow.states import (
     ANY,
-    BASE_TRIGGERS,
     SAME,
     TRANSITIONS,
-    TRIGGERS,
     Transition,
-    Trigger,
     build_routes,
     route,
 )
+from snapreport.workflow.triggers import BASE_TRIGGERS, TRIGGERS, Trigger
 
 GLOBAL_TRIGGERS: tuple[Trigger, ...] = ("cancel", "help", "my_orders")
 
 
-def test_every_handler_the_table_names_exists_and_every_handler_is_used() -> None:
+def test_every_public_handler_is_in_the_table() -> None:
     named = {row.handler for row in TRANSITIONS}
-    assert named == set(HANDLERS)
+    public = {
+        function
+        for module in (shared, report, close)
+        for name, function in vars(module).items()
+        if callable(function)
+        and getattr(function, "__module__", None) == module.__name__
+        and not name.startswith("_")
+    }
+    assert public == named
 
 
 def test_every_row_uses_known_states_and_triggers() -> None:
@@ -56,7 +62,7 @@ def test_the_contract_moves() -> None:
     assert routes[("waiting_location", "location")].targets == {"waiting_confirm"}
     assert routes[("waiting_location", "image")].targets == {"waiting_location"}
     assert routes[("waiting_confirm", "yes")].targets == {"idle"}
-    assert routes[("waiting_confirm", "no")].handler == "cancel"
+    assert routes[("waiting_confirm", "no")].handler is shared.cancel
     assert routes[("waiting_confirm", "image")].targets == {"waiting_confirm"}
     assert routes[("waiting_close_photo", "image")].targets == {"idle", "waiting_close_photo"}
     for state in ("waiting_location", "waiting_confirm", "waiting_close_photo"):
@@ -67,15 +73,15 @@ def test_a_command_without_a_row_is_handled_as_text() -> None:
     routes = build_routes(TRANSITIONS)
     trigger, found = route(routes, "waiting_close_photo", "yes")
     assert trigger == "text"
-    assert found.handler == "ask_close_photo"
+    assert found.handler is close.ask_close_photo
     trigger, found = route(routes, "waiting_confirm", "yes")
-    assert (trigger, found.handler) == ("yes", "submit")
+    assert (trigger, found.handler) == ("yes", report.submit)
 
 
 def test_two_handlers_for_one_state_and_trigger_are_refused() -> None:
     rows = (
         *TRANSITIONS,
-        Transition("idle", "image", "idle", "chat"),
+        Transition("idle", "image", "idle", shared.chat),
     )
     with pytest.raises(ValueError, match="idle on image"):
         build_routes(rows)
@@ -88,7 +94,7 @@ def test_a_state_without_a_text_row_is_refused() -> None:
 
 
 def test_a_specific_row_overrides_an_any_row() -> None:
-    rows = (*TRANSITIONS, Transition("waiting_confirm", "help", SAME, "repeat_summary"))
+    rows = (*TRANSITIONS, Transition("waiting_confirm", "help", SAME, report.repeat_summary))
     routes = build_routes(rows)
-    assert routes[("waiting_confirm", "help")].handler == "repeat_summary"
-    assert routes[("idle", "help")].handler == "help"
+    assert routes[("waiting_confirm", "help")].handler is report.repeat_summary
+    assert routes[("idle", "help")].handler is shared.show_help

@@ -18,7 +18,7 @@ _KEY_IN_CODE = re.compile(r"""(?:say|_say)\(\s*"([a-z_]+(?:\.[a-z_]+)*)"|"([a-z]
 
 def _keys_used_in_code() -> set[str]:
     keys: set[str] = set()
-    for path in WORKFLOW_DIR.glob("*.py"):
+    for path in WORKFLOW_DIR.rglob("*.py"):
         for match in _KEY_IN_CODE.finditer(path.read_text(encoding="utf-8")):
             key = match[1] or match[2]
             if not key.startswith("snapreport."):  # a logger or module name, not a text

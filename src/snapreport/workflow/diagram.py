@@ -17,10 +17,10 @@ from snapreport.session.model import STATES, State
 from snapreport.workflow.states import (
     TRANSITIONS,
     Transition,
-    Trigger,
     resolve_target,
     sources,
 )
+from snapreport.workflow.triggers import Trigger
 
 START_MARKER: Final = "<!-- diagram:start -->"
 END_MARKER: Final = "<!-- diagram:end -->"

@@ -50,8 +50,7 @@ from snapreport.session.model import Session, Slots
 from snapreport.vision.base import VisionModel
 from snapreport.workflow.commands import parse, pick_choice
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, Reply, TextEvent
-from snapreport.workflow.handlers import HANDLERS
-from snapreport.workflow.handlers_base import (
+from snapreport.workflow.handlers.context import (
     MAX_LOCATION_CHARS,
     Context,
     Rejected,
@@ -59,8 +58,9 @@ from snapreport.workflow.handlers_base import (
     Step,
     Upload,
 )
-from snapreport.workflow.states import TRANSITIONS, Route, Trigger, build_routes, route
+from snapreport.workflow.states import TRANSITIONS, Route, build_routes, route
 from snapreport.workflow.texts import DEFAULT_LANGUAGE, load_texts
+from snapreport.workflow.triggers import Trigger
 
 MAX_TEXT_CHARS: Final = 2000
 
@@ -112,9 +112,6 @@ class IncidentAssistant:
             ttl_seconds=engine.config.ttl_seconds,
         )
         self._routes = build_routes(TRANSITIONS)
-        unknown = {r.handler for r in self._routes.values()} - HANDLERS.keys()
-        if unknown:
-            raise ConfigurationError(f"the state table names unknown handlers: {sorted(unknown)}")
 
     @property
     def language(self) -> str:
@@ -161,7 +158,7 @@ class IncidentAssistant:
         found = self._routes.get((session.expired_from.state, "expired"))
         if found is None:
             return ()
-        step = await HANDLERS[found.handler](Context(self._services, session, "expired"))
+        step = await found.handler(Context(self._services, session, "expired"))
         return step.replies
 
     async def _dispatch(self, session: Session, incoming: _Incoming) -> Step:
@@ -180,7 +177,7 @@ class IncidentAssistant:
             place=incoming.place,
             choices=choices,
         )
-        step = await HANDLERS[found.handler](ctx)
+        step = await found.handler(ctx)
         self._check_move(found, source, trigger, step)
         if step.target == "idle" and source != "idle":
             session.slots = Slots()  # the report or close is over, whichever way it ended
@@ -191,7 +188,7 @@ class IncidentAssistant:
     def _check_move(found: Route, source: str, trigger: str, step: Step) -> None:
         if step.target not in found.targets:
             raise AssertionError(
-                f"{found.handler} moved {source} on {trigger} to {step.target}, "
+                f"{found.handler.__name__} moved {source} on {trigger} to {step.target}, "
                 f"which the state table does not allow"
             )
 

@@ -13,28 +13,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Final, Literal
 
 from snapreport.session.model import STATES, State
-from snapreport.workflow.commands import TextTrigger
-
-Trigger = Literal[TextTrigger, "image", "location", "choice", "expired"]
-TRIGGERS: Final[tuple[Trigger, ...]] = (
-    *get_args(TextTrigger),
-    "image",
-    "location",
-    "choice",
-    "expired",
+from snapreport.workflow.handlers.close import (
+    ask_close_photo,
+    check_close_photo,
+    choose_order,
+    force_close,
+    start_close,
 )
+from snapreport.workflow.handlers.context import Handler
+from snapreport.workflow.handlers.report import (
+    ask_location,
+    correct_location,
+    correct_type,
+    need_photo,
+    repeat_summary,
+    replace_photo,
+    start_report,
+    submit,
+    take_location,
+)
+from snapreport.workflow.handlers.shared import cancel, chat, expiry_notice, my_orders, show_help
+from snapreport.workflow.triggers import BASE_TRIGGERS, Trigger
 
 ANY: Final = "*"  # a source: every state
 SAME: Final = "="  # a target: the state stays as it was
 
 Source = State | Literal["*"]
 Target = State | Literal["="]
-
-# Triggers every state answers itself; the others fall back to the state's "text" row.
-BASE_TRIGGERS: Final[tuple[Trigger, ...]] = ("text", "image", "location")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +52,7 @@ class Transition:
     source: Source
     trigger: Trigger
     target: Target
-    handler: str
+    handler: Handler
 
 
 T = Transition
@@ -55,44 +63,44 @@ W_PHOTO: Final = "waiting_close_photo"
 TRANSITIONS: Final[tuple[Transition, ...]] = (
     # source       trigger          target          handler
     # every state
-    T(ANY,         "cancel",        "idle",         "cancel"),
-    T(ANY,         "help",          SAME,           "help"),
-    T(ANY,         "my_orders",     SAME,           "my_orders"),
+    T(ANY,         "cancel",        "idle",         cancel),
+    T(ANY,         "help",          SAME,           show_help),
+    T(ANY,         "my_orders",     SAME,           my_orders),
     # idle: start a report or a close, or chat
-    T("idle",      "image",         W_LOC,          "start_report"),
-    T("idle",      "close",         W_PHOTO,        "start_close"),
-    T("idle",      "close",         "idle",         "start_close"),
-    T("idle",      "choice",        W_PHOTO,        "choose_order"),
-    T("idle",      "choice",        "idle",         "choose_order"),
-    T("idle",      "location",      "idle",         "need_photo"),
-    T("idle",      "text",          "idle",         "chat"),
+    T("idle",      "image",         W_LOC,          start_report),
+    T("idle",      "close",         W_PHOTO,        start_close),
+    T("idle",      "close",         "idle",         start_close),
+    T("idle",      "choice",        W_PHOTO,        choose_order),
+    T("idle",      "choice",        "idle",         choose_order),
+    T("idle",      "location",      "idle",         need_photo),
+    T("idle",      "text",          "idle",         chat),
     # waiting_location: where is it?
-    T(W_LOC,       "text",          W_CONFIRM,      "take_location"),
-    T(W_LOC,       "set_location",  W_CONFIRM,      "take_location"),
-    T(W_LOC,       "location",      W_CONFIRM,      "take_location"),
-    T(W_LOC,       "image",         W_LOC,          "replace_photo"),
-    T(W_LOC,       "set_type",      W_LOC,          "correct_type"),
-    T(W_LOC,       "yes",           W_LOC,          "ask_location"),
-    T(W_LOC,       "no",            "idle",         "cancel"),
+    T(W_LOC,       "text",          W_CONFIRM,      take_location),
+    T(W_LOC,       "set_location",  W_CONFIRM,      take_location),
+    T(W_LOC,       "location",      W_CONFIRM,      take_location),
+    T(W_LOC,       "image",         W_LOC,          replace_photo),
+    T(W_LOC,       "set_type",      W_LOC,          correct_type),
+    T(W_LOC,       "yes",           W_LOC,          ask_location),
+    T(W_LOC,       "no",            "idle",         cancel),
     # waiting_confirm: submit, cancel or correct
-    T(W_CONFIRM,   "yes",           "idle",         "submit"),
-    T(W_CONFIRM,   "no",            "idle",         "cancel"),
-    T(W_CONFIRM,   "set_type",      W_CONFIRM,      "correct_type"),
-    T(W_CONFIRM,   "set_location",  W_CONFIRM,      "correct_location"),
-    T(W_CONFIRM,   "location",      W_CONFIRM,      "correct_location"),
-    T(W_CONFIRM,   "image",         W_CONFIRM,      "replace_photo"),
-    T(W_CONFIRM,   "text",          W_CONFIRM,      "repeat_summary"),
+    T(W_CONFIRM,   "yes",           "idle",         submit),
+    T(W_CONFIRM,   "no",            "idle",         cancel),
+    T(W_CONFIRM,   "set_type",      W_CONFIRM,      correct_type),
+    T(W_CONFIRM,   "set_location",  W_CONFIRM,      correct_location),
+    T(W_CONFIRM,   "location",      W_CONFIRM,      correct_location),
+    T(W_CONFIRM,   "image",         W_CONFIRM,      replace_photo),
+    T(W_CONFIRM,   "text",          W_CONFIRM,      repeat_summary),
     # waiting_close_photo: a photo of the fixed scene
-    T(W_PHOTO,     "image",         "idle",         "check_close_photo"),
-    T(W_PHOTO,     "image",         W_PHOTO,        "check_close_photo"),
-    T(W_PHOTO,     "force_close",   "idle",         "force_close"),
-    T(W_PHOTO,     "force_close",   W_PHOTO,        "force_close"),
-    T(W_PHOTO,     "location",      W_PHOTO,        "ask_close_photo"),
-    T(W_PHOTO,     "text",          W_PHOTO,        "ask_close_photo"),
+    T(W_PHOTO,     "image",         "idle",         check_close_photo),
+    T(W_PHOTO,     "image",         W_PHOTO,        check_close_photo),
+    T(W_PHOTO,     "force_close",   "idle",         force_close),
+    T(W_PHOTO,     "force_close",   W_PHOTO,        force_close),
+    T(W_PHOTO,     "location",      W_PHOTO,        ask_close_photo),
+    T(W_PHOTO,     "text",          W_PHOTO,        ask_close_photo),
     # expiry (10 minutes without a message): noticed at the next message, then from idle
-    T(W_LOC,       "expired",       "idle",         "expiry_notice"),
-    T(W_CONFIRM,   "expired",       "idle",         "expiry_notice"),
-    T(W_PHOTO,     "expired",       "idle",         "expiry_notice"),
+    T(W_LOC,       "expired",       "idle",         expiry_notice),
+    T(W_CONFIRM,   "expired",       "idle",         expiry_notice),
+    T(W_PHOTO,     "expired",       "idle",         expiry_notice),
 )  # fmt: skip
 
 
@@ -100,7 +108,7 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
 class Route:
     """What the dispatcher needs for one (state, trigger): the handler and where it may go."""
 
-    handler: str
+    handler: Handler
     targets: frozenset[State]
 
 
@@ -118,7 +126,7 @@ def build_routes(rows: Iterable[Transition]) -> dict[tuple[State, Trigger], Rout
     Raises ``ValueError`` if one (state, trigger) names two handlers, or if a state lacks a
     row for a base trigger (it could not answer a plain text, photo or location).
     """
-    handlers: dict[tuple[State, Trigger], str] = {}
+    handlers: dict[tuple[State, Trigger], Handler] = {}
     targets: dict[tuple[State, Trigger], set[State]] = {}
     specific: set[tuple[State, Trigger]] = set()
     ordered = sorted(rows, key=lambda row: row.source != ANY)  # ANY rows first, then override
@@ -131,7 +139,9 @@ def build_routes(rows: Iterable[Transition]) -> dict[tuple[State, Trigger], Rout
                 targets.pop(key, None)
             known = handlers.setdefault(key, row.handler)
             if known != row.handler:
-                raise ValueError(f"{state} on {row.trigger} names {known} and {row.handler}")
+                raise ValueError(
+                    f"{state} on {row.trigger} names {known.__name__} and {row.handler.__name__}"
+                )
             targets.setdefault(key, set()).add(resolve_target(row.target, state))
     for state in STATES:
         for trigger in BASE_TRIGGERS:

@@ -8,7 +8,7 @@ from snapreport.errors import MediaNotFound, MediaUnavailable, VisionUnavailable
 from snapreport.orders.base import Order
 from snapreport.session.history import IMAGE_PLACEHOLDER, Message, Part, TextPart
 from snapreport.vision.base import Image
-from snapreport.workflow.handlers_base import MAX_ECHO_CHARS, Context, Step, fit, log
+from snapreport.workflow.handlers.context import MAX_ECHO_CHARS, Context, Step, fit, log
 
 MAX_CHAT_CHARS = 1000
 MAX_ORDERS_LISTED = 20

@@ -6,7 +6,7 @@ from snapreport.orders.base import NewReport
 from snapreport.session.model import Slots
 from snapreport.vision.base import UNCLASSIFIED
 from snapreport.workflow.commands import fold
-from snapreport.workflow.handlers_base import (
+from snapreport.workflow.handlers.context import (
     MAX_ECHO_CHARS,
     Context,
     Step,

@@ -19,7 +19,7 @@ from snapreport.orders.base import Order
 from snapreport.session.model import Slots
 from snapreport.vision.base import Image, Verification
 from snapreport.workflow.commands import pick_choice
-from snapreport.workflow.handlers_base import (
+from snapreport.workflow.handlers.context import (
     MAX_DESCRIPTION_CHARS,
     MAX_ECHO_CHARS,
     MAX_LIST_ITEMS,

@@ -18,8 +18,8 @@ from snapreport.media.base import MediaStore, StoredImage
 from snapreport.orders.base import Order, OrderRepository
 from snapreport.session.model import Session, Slots, State
 from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, PreparedImage, VisionModel
-from snapreport.workflow.states import Trigger
 from snapreport.workflow.texts import Texts
+from snapreport.workflow.triggers import Trigger
 
 log = logging.getLogger("snapreport.workflow")
 
