@@ -1,9 +1,12 @@
-"""The ONE composition root: reads ``Settings``, builds adapters, closes them.
+"""The ONE composition root: reads ``Settings``, builds every adapter, closes them.
 
 ``async with build(settings) as app:`` yields an ``App`` holding the engine, the ports, the
 key-value store and the assistant. Adapters are imported here only, so core code never depends
-on one. Given a ``Metrics``, the vision port and the session store are wrapped in its timing
-decorators; with ``channels=True`` the configured background channels (WeCom) start too.
+on one; the channels receive what they need built. Given a ``Metrics``, the vision port is
+wrapped in its timing decorator and the engine reports lock waits and expirations to it. With
+``channels=True`` the configured background channels (WeCom, with its crypto, API client, send
+pacer and expiry timers) start too. With the Redis backend, ONE connection pool per process
+serves the session store, the key-value store and the expiry timers.
 """
 
 from __future__ import annotations
@@ -11,46 +14,29 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
+from snapreport.app import App
 from snapreport.config import Settings
-from snapreport.errors import ConfigurationError
 from snapreport.kv.base import KeyValueStore
 from snapreport.media.base import MediaStore
-from snapreport.metrics import Metrics, ObservedSessionStore, TimedVision, expired_while_pending
+from snapreport.metrics import Metrics, TimedVision
 from snapreport.orders.base import OrderRepository
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.stores.base import SessionStore
+from snapreport.timers.base import ExpiryTimers
 from snapreport.vision.base import VisionModel
 from snapreport.workflow.incident import IncidentAssistant
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 Clock = Callable[[], float]
 
 
-class Channel(Protocol):
-    """A channel that runs in the background (WeCom): started with the app, closed with it."""
-
-    async def aclose(self) -> None: ...
-
-
-@dataclass(slots=True)
-class App:
-    """Everything a channel needs, built from one ``Settings``."""
-
-    settings: Settings
-    engine: SessionEngine
-    vision: VisionModel
-    media: MediaStore
-    orders: OrderRepository
-    assistant: IncidentAssistant
-    kv: KeyValueStore
-    wecom: Channel | None = None
-
-
 def sqlite_session_path(settings: Settings) -> Path:
-    """The SQLite session database file."""
+    """The SQLite session database file (the expiry timers live in it too)."""
     url = settings.session.url or str(settings.data_dir / "sessions.db")
     return Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
 
@@ -62,56 +48,106 @@ def sqlite_kv_path(settings: Settings) -> Path:
     return path.with_name(f"{path.stem}-kv{path.suffix or '.db'}")
 
 
-def build_session_store(settings: Settings, clock: Clock) -> SessionStore:
-    s = settings.session
-    if s.backend == "memory":
-        from snapreport.session.stores.memory import MemorySessionStore
+def build_redis(settings: Settings) -> aioredis.Redis | None:
+    """The process's one Redis client and pool, for the redis backend (else None)."""
+    if settings.session.backend != "redis":
+        return None
+    from snapreport.redis_link import connect
 
-        return MemorySessionStore(clock=clock)
+    return connect(settings.session.url)
+
+
+def build_session_store(
+    settings: Settings, clock: Clock, redis: aioredis.Redis | None = None
+) -> SessionStore:
+    s = settings.session
     if s.backend == "sqlite":
         from snapreport.session.stores.sqlite import SqliteSessionStore
 
         return SqliteSessionStore(sqlite_session_path(settings), clock=clock)
-    if s.backend == "redis":
+    if redis is not None:
         from snapreport.session.stores.redis import RedisSessionStore
 
-        return RedisSessionStore.from_url(_redis_url(settings), prefix=s.key_prefix, clock=clock)
-    raise ConfigurationError(f"unknown session backend {s.backend!r}")
+        return RedisSessionStore(redis, prefix=s.key_prefix, clock=clock)
+    from snapreport.session.stores.memory import MemorySessionStore
+
+    return MemorySessionStore(clock=clock)
 
 
-def build_kv(settings: Settings, clock: Clock) -> KeyValueStore:
+def build_kv(
+    settings: Settings, clock: Clock, redis: aioredis.Redis | None = None
+) -> KeyValueStore:
     """The key-value store, on the session store's backend (so every worker shares it)."""
     s = settings.session
-    if s.backend == "memory":
-        from snapreport.kv.memory import MemoryKeyValueStore
-
-        return MemoryKeyValueStore(clock=clock, max_entries=s.memory_kv_max_entries)
     if s.backend == "sqlite":
         from snapreport.kv.sqlite import SqliteKeyValueStore
 
         return SqliteKeyValueStore(sqlite_kv_path(settings), clock=clock)
-    if s.backend == "redis":
+    if redis is not None:
         from snapreport.kv.redis import RedisKeyValueStore
 
-        return RedisKeyValueStore.from_url(_redis_url(settings), prefix=s.key_prefix)
-    raise ConfigurationError(f"unknown session backend {s.backend!r}")
+        return RedisKeyValueStore(redis, prefix=s.key_prefix)
+    from snapreport.kv.memory import MemoryKeyValueStore
+
+    return MemoryKeyValueStore(clock=clock, max_entries=s.memory_kv_max_entries)
 
 
-def _redis_url(settings: Settings) -> str:
-    url = settings.session.url
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError("SNAPREPORT_SESSION__URL must be a redis:// URL for redis")
-    return url
+def build_expiry_timers(settings: Settings, redis: aioredis.Redis | None = None) -> ExpiryTimers:
+    """Timers on the session store's backend: the same Redis, the same SQLite file, or memory."""
+    if settings.session.backend == "sqlite":
+        from snapreport.timers.sqlite import SqliteExpiryTimers
+
+        return SqliteExpiryTimers(sqlite_session_path(settings))
+    if redis is not None:
+        from snapreport.timers.redis import RedisExpiryTimers
+
+        return RedisExpiryTimers(redis, prefix=settings.session.key_prefix)
+    from snapreport.timers.memory import MemoryExpiryTimers
+
+    return MemoryExpiryTimers()
 
 
-async def start_channels(app: App, stack: AsyncExitStack) -> None:
-    """Start the background channels the settings enable; close them with ``stack``."""
-    if app.settings.wecom.enabled:
-        from snapreport.channels.wecom.channel import WeComChannel
+async def start_wecom(
+    app: App,
+    stack: AsyncExitStack,
+    redis: aioredis.Redis | None,
+    *,
+    poll_seconds: float | None = None,
+) -> None:
+    """Build the WeCom channel and its parts from ``app.settings.wecom`` and start it; ``stack``
+    closes it. (``Settings`` checked at load time that every WeCom setting is there.)"""
+    from snapreport.channels.wecom.channel import WeComChannel
+    from snapreport.channels.wecom.client import WeComClient
+    from snapreport.channels.wecom.crypto import WeComCrypto
+    from snapreport.channels.wecom.pacing import SendPacer
 
-        wecom = await WeComChannel.start(app)
-        stack.push_async_callback(wecom.aclose)
-        app.wecom = wecom
+    w = app.settings.wecom
+    timers = build_expiry_timers(app.settings, redis)
+    stack.push_async_callback(timers.aclose)
+    client = WeComClient(
+        corp_id=w.corp_id,
+        agent_id=w.agent_id,
+        secret=w.secret.get_secret_value(),
+        kv=app.kv,
+        base_url=w.api_base_url,
+        max_media_bytes=app.settings.media.max_bytes,
+    )
+    stack.push_async_callback(client.aclose)
+    channel = WeComChannel(
+        assistant=app.assistant,
+        kv=app.kv,
+        crypto=WeComCrypto(
+            w.token.get_secret_value(), w.encoding_aes_key.get_secret_value(), w.corp_id
+        ),
+        client=client,
+        timers=timers,
+        pacer=SendPacer(app.kv, prefix=f"wecom:pace:{w.corp_id}:{w.agent_id}"),
+        corp_id=w.corp_id,
+        **({} if poll_seconds is None else {"poll_seconds": poll_seconds}),
+    )
+    channel.start()
+    stack.push_async_callback(channel.aclose)
+    app.wecom = channel
 
 
 def build_vision(settings: Settings) -> VisionModel:
@@ -139,8 +175,6 @@ def build_media(settings: Settings) -> MediaStore:
         return LocalMediaStore(Path(m.root), max_bytes=m.max_bytes, max_pixels=m.max_pixels)
     from snapreport.media.s3 import S3MediaStore
 
-    if not m.bucket:
-        raise ConfigurationError("SNAPREPORT_MEDIA__BUCKET is required for the s3 backend")
     return S3MediaStore(
         bucket=m.bucket,
         endpoint_url=m.endpoint_url or None,
@@ -166,16 +200,18 @@ async def build(
     clock: Clock = time.time,
     metrics: Metrics | None = None,
     channels: bool = False,
+    wecom_poll_seconds: float | None = None,
 ) -> AsyncIterator[App]:
-    """Build every adapter from ``settings``; close them all on exit, in reverse order."""
+    """Build every adapter from ``settings``; close them all on exit, in reverse order.
+    ``wecom_poll_seconds`` overrides how often the WeCom expiry poller looks (tests)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
-        store: SessionStore = build_session_store(settings, clock)
+        redis = build_redis(settings)
+        if redis is not None:
+            stack.push_async_callback(redis.aclose)  # closed last, after every user of it
+        store: SessionStore = build_session_store(settings, clock, redis)
         stack.push_async_callback(store.aclose)
-        observed: ObservedSessionStore | None = None
-        if metrics is not None:
-            store = observed = ObservedSessionStore(store, metrics)
-        kv = build_kv(settings, clock)
+        kv = build_kv(settings, clock, redis)
         stack.push_async_callback(kv.aclose)
         engine = SessionEngine(
             store,
@@ -186,9 +222,8 @@ async def build(
                 notice_grace_seconds=settings.session.notice_grace_seconds,
             ),
             clock=clock,
+            observer=metrics,
         )
-        if observed is not None:
-            observed.expiry_check = expired_while_pending(engine)
         vision = build_vision(settings)
         stack.push_async_callback(vision.aclose)
         if metrics is not None:
@@ -206,6 +241,6 @@ async def build(
             language=settings.language,
         )
         app = App(settings, engine, vision, media, orders, assistant, kv)
-        if channels:
-            await start_channels(app, stack)
+        if channels and settings.wecom.enabled:
+            await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)
         yield app

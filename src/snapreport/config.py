@@ -1,6 +1,8 @@
 """Settings, read from the environment (prefix ``SNAPREPORT_``, nested with ``__``) and ``.env``.
 
 Only ``bootstrap`` and the command line read settings; everything else receives plain values.
+Settings that cannot work together are refused here, when they are loaded, with a message naming
+the setting to fix (pydantic raises them as one ``ValidationError``), not when a channel starts.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REDIS_SCHEMES: tuple[str, ...] = ("redis://", "rediss://", "unix://")
 
 DEFAULT_ALARM_TYPES: tuple[str, ...] = (
     "消防通道堵塞",
@@ -37,6 +41,15 @@ class SessionSettings(BaseModel):
     notice_grace_seconds: float = Field(86_400.0, ge=0)
     key_prefix: str = "snapreport"
     memory_kv_max_entries: int = Field(50_000, ge=1)
+
+    @model_validator(mode="after")
+    def _redis_needs_a_url(self) -> SessionSettings:
+        if self.backend == "redis" and not self.url.startswith(REDIS_SCHEMES):
+            raise ValueError(
+                "SNAPREPORT_SESSION__URL must be a redis://, rediss:// or unix:// URL "
+                "for the redis session backend"
+            )
+        return self
 
 
 class VisionSettings(BaseModel):
@@ -70,6 +83,12 @@ class HttpSettings(BaseModel):
     body_timeout_seconds: float = Field(30.0, gt=0)
     admin_max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
 
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> MediaSettings:
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("SNAPREPORT_MEDIA__BUCKET is required for the s3 media backend")
+        return self
+
 
 class OrdersSettings(BaseModel):
     url: str = "sqlite+aiosqlite:///data/orders.db"
@@ -83,9 +102,24 @@ class WeComSettings(BaseModel):
     encoding_aes_key: SecretStr = SecretStr("")
     api_base_url: str = "https://qyapi.weixin.qq.com"
 
+    @model_validator(mode="after")
+    def _all_or_none(self) -> WeComSettings:
+        given = {
+            "CORP_ID": self.corp_id,
+            "AGENT_ID": self.agent_id,
+            "SECRET": self.secret.get_secret_value(),
+            "TOKEN": self.token.get_secret_value(),
+            "ENCODING_AES_KEY": self.encoding_aes_key.get_secret_value(),
+        }
+        missing = [name for name, value in given.items() if not value]
+        if missing and len(missing) < len(given):
+            names = ", ".join(f"SNAPREPORT_WECOM__{name}" for name in missing)
+            raise ValueError(f"the WeCom channel needs every WeCom setting: set {names}, or none")
+        return self
+
     @property
     def enabled(self) -> bool:
-        return bool(self.corp_id and self.token.get_secret_value())
+        return bool(self.corp_id)
 
 
 class Settings(BaseSettings):

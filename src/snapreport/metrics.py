@@ -1,23 +1,20 @@
 """Prometheus metrics, one ``CollectorRegistry`` per application (never the global one).
 
-``Metrics`` holds the instruments; ``TimedVision`` and ``ObservedSessionStore`` are small
-decorators that bootstrap wraps around the vision port and the session store, so the core code
-knows nothing of metrics.
+``Metrics`` holds the instruments and is the session engine's ``TurnObserver`` (lock waits,
+expirations noticed); ``TimedVision`` is the decorator bootstrap wraps around the vision port.
+The core code knows nothing of metrics.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
-import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from snapreport.errors import SessionBusy
-from snapreport.session.engine import SessionEngine
 from snapreport.session.history import Message
-from snapreport.session.stores.base import Lease, SessionPage, SessionStore
+from snapreport.session.model import ExpiredSession
 from snapreport.vision.base import Analysis, Image, Verification, VisionModel
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -80,6 +77,17 @@ class Metrics:
             child = self._turns_by_state[state] = self.turns.labels(state)
         child.inc()
 
+    def lock_waited(self, seconds: float, *, busy: bool) -> None:
+        """The engine's ``TurnObserver``: one lock wait, and whether it ran out."""
+        self.lock_wait.observe(seconds)
+        if busy:
+            self.session_busy.inc()
+
+    def expiry_noticed(self, expired: ExpiredSession) -> None:
+        """The engine's ``TurnObserver``: a session expired while a report or close was
+        pending (``session.expired_from``)."""
+        self.expirations_noticed.inc()
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
@@ -91,10 +99,6 @@ class TimedVision:
     def __init__(self, inner: VisionModel, metrics: Metrics) -> None:
         self._inner = inner
         self._histogram = metrics.vlm_latency
-
-    @property
-    def inner(self) -> VisionModel:
-        return self._inner
 
     @property
     def enabled(self) -> bool:
@@ -133,94 +137,3 @@ class TimedVision:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-ExpiryCheck = Callable[[str, bytes], bool]
-
-
-class _Head(msgspec.Struct, array_like=True):
-    """The leading and trailing fields of a stored session record; the bulky middle (slots
-    and history) is skipped, not decoded."""
-
-    state: str
-    slots: msgspec.Raw
-    turns: msgspec.Raw
-    version: int
-    created_at: float
-    updated_at: float
-
-
-_head_decoder = msgspec.msgpack.Decoder(_Head)
-
-
-def expired_while_pending(engine: SessionEngine) -> ExpiryCheck:
-    """A check whether a stored blob is a session that expired while not idle.
-
-    It runs on every turn, so it reads only the record's head; a record it cannot read that
-    way (the layout changed) is decoded in full instead.
-    """
-    ttl = engine.config.ttl_seconds
-
-    def check(user_id: str, blob: bytes) -> bool:
-        try:
-            head = _head_decoder.decode(blob)
-            state, updated_at = head.state, head.updated_at
-        except msgspec.DecodeError:
-            session = engine.codec.decode(user_id, blob)
-            state, updated_at = session.state, session.updated_at
-        return state != "idle" and engine.now() >= updated_at + ttl
-
-    return check
-
-
-class ObservedSessionStore:
-    """A ``SessionStore`` that measures lock waits and notices pending sessions that expired.
-
-    ``expiry_check`` (set once the engine exists) tells whether a loaded blob is a session
-    that expired while a report or close was pending; the engine will notice it in this turn.
-    """
-
-    def __init__(self, inner: SessionStore, metrics: Metrics) -> None:
-        self.inner = inner
-        self._metrics = metrics
-        self.expiry_check: ExpiryCheck | None = None
-
-    async def acquire(self, user_id: str, *, timeout: float) -> Lease:  # noqa: ASYNC109
-        started = time.perf_counter()
-        try:
-            lease = await self.inner.acquire(user_id, timeout=timeout)
-        except SessionBusy:
-            self._metrics.session_busy.inc()
-            raise
-        finally:
-            self._metrics.lock_wait.observe(time.perf_counter() - started)
-        check = self.expiry_check
-        if lease.blob is not None and check is not None and check(user_id, lease.blob):
-            self._metrics.expirations_noticed.inc()
-        return lease
-
-    async def commit(
-        self, lease: Lease, blob: bytes | None, *, expires_at: float, keep_until: float
-    ) -> None:
-        await self.inner.commit(lease, blob, expires_at=expires_at, keep_until=keep_until)
-
-    async def release(self, lease: Lease) -> None:
-        await self.inner.release(lease)
-
-    async def load(self, user_id: str) -> bytes | None:
-        return await self.inner.load(user_id)
-
-    async def count_active(self, now: float) -> int:
-        return await self.inner.count_active(now)
-
-    async def page_active(self, now: float, cursor: str | None, limit: int) -> SessionPage:
-        return await self.inner.page_active(now, cursor, limit)
-
-    async def purge_expired(self, now: float, limit: int) -> int:
-        return await self.inner.purge_expired(now, limit)
-
-    async def ping(self) -> None:
-        await self.inner.ping()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -27,15 +27,47 @@ import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Final, TypeGuard
 
+import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = bytes | str | int | float
 Call = Callable[..., Awaitable[Any]]
+
+DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = 5.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 1.0
+DEFAULT_MAX_CONNECTIONS: Final = 1024
+
+
+def connect(
+    url: str,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT_SECONDS,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+) -> aioredis.Redis:
+    """A client on a new plain connection pool; closing the client closes the pool.
+
+    No automatic retries: a script or an INCR whose reply was lost may have run, and running it
+    twice is not the same as once; a failure surfaces to the adapter, which converts it.
+    """
+    pool = ConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        decode_responses=False,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
 
 
 @dataclass(frozen=True, slots=True)

@@ -364,17 +364,12 @@ def wecom_app(settings: Settings, *, poll_seconds: float = 0.2) -> FastAPI:
     # imported here so that loading this plugin does not import the whole service
     from snapreport.bootstrap import build
     from snapreport.channels.wecom.callback import router
-    from snapreport.channels.wecom.channel import WeComChannel
 
     @asynccontextmanager
     async def lifespan(fastapi_app: FastAPI) -> AsyncIterator[None]:
-        async with build(settings) as app:
-            channel = await WeComChannel.start(app, poll_seconds=poll_seconds)
-            fastapi_app.state.wecom = channel
-            try:
-                yield
-            finally:
-                await channel.aclose()
+        async with build(settings, channels=True, wecom_poll_seconds=poll_seconds) as app:
+            fastapi_app.state.wecom = app.wecom
+            yield
 
     fastapi_app = FastAPI(lifespan=lifespan)
     fastapi_app.include_router(router)

@@ -17,7 +17,7 @@ import httpx
 from fastapi import FastAPI
 from PIL import Image
 
-from snapreport.bootstrap import App
+from snapreport.app import App
 from snapreport.channels.http import create_app
 from snapreport.channels.http.state import HttpState
 from snapreport.config import Settings

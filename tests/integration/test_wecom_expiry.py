@@ -15,15 +15,14 @@ import pytest
 import redis
 from PIL import Image
 
-from snapreport.bootstrap import App, build
+from snapreport.app import App
+from snapreport.bootstrap import build
 from snapreport.channels.wecom.expiry import ExpiryNotifier, notice_text
-from snapreport.channels.wecom.expiry_timers import (
-    ExpiryTimers,
-    MemoryExpiryTimers,
-    RedisExpiryTimers,
-    SqliteExpiryTimers,
-)
 from snapreport.session.model import ExpiredSession, Slots
+from snapreport.timers.base import ExpiryTimers
+from snapreport.timers.memory import MemoryExpiryTimers
+from snapreport.timers.redis import RedisExpiryTimers
+from snapreport.timers.sqlite import SqliteExpiryTimers
 from snapreport.workflow.events import ImageEvent, LocationEvent, TextEvent
 from tests.harness.clock import FakeClock
 from tests.harness.fake_wecom import FakeWeCom, WeComPusher, wecom_app, wecom_settings

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import httpx
 from rich.console import Console
@@ -26,14 +26,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from snapreport.app import App
 from snapreport.config import Settings
 from snapreport.errors import SnapreportError
 from snapreport.orders.base import Order
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, TextEvent
-
-if TYPE_CHECKING:
-    # only for types: the application is built (and bootstrap imported) when a chat starts
-    from snapreport.bootstrap import App
 
 ReadLine = Callable[[str], Awaitable[str | None]]
 

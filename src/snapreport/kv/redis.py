@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Final
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from snapreport.errors import StoreUnavailable
-from snapreport.redis_link import Arg, link_or_client, run_script, script
-
-DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = 5.0
-DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 1.0
-
+from snapreport.redis_link import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_SOCKET_TIMEOUT_SECONDS,
+    Arg,
+    connect,
+    link_or_client,
+    run_script,
+    script,
+)
 
 # KEYS counter | ARGV ttl_ms
 _INCR = script(
@@ -58,14 +60,7 @@ class RedisKeyValueStore:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
     ) -> RedisKeyValueStore:
         """A store on its own connection pool, which ``aclose`` closes."""
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            # no silent retries: INCR sent twice would count twice
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
         return cls(client, prefix=prefix, owns_client=True)
 
     def __repr__(self) -> str:

@@ -23,16 +23,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
 import msgspec
 
-from snapreport.errors import InvalidInput, SessionNotFound, SnapreportError
+from snapreport.errors import InvalidInput, SessionBusy, SessionNotFound, SnapreportError
 from snapreport.logs import get_logger
 from snapreport.session.history import DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TURNS
 from snapreport.session.model import ExpiredSession, Session, SessionCodec, check_user_id
 from snapreport.session.stores.base import Lease, SessionStore
 
 Clock = Callable[[], float]
+
+
+class TurnObserver(Protocol):
+    """What a turn tells an observer (the metrics), if the engine has one."""
+
+    def lock_waited(self, seconds: float, *, busy: bool) -> None:
+        """A lock wait ended: taken, or ``busy`` (``SessionBusy``)."""
+        ...
+
+    def expiry_noticed(self, expired: ExpiredSession) -> None:
+        """A turn found its session expired while a report or close was pending."""
+        ...
+
 
 DEFAULT_TTL_SECONDS = 600.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 60.0
@@ -96,9 +110,11 @@ class SessionEngine:
         config: EngineConfig | None = None,
         *,
         clock: Clock = time.time,
+        observer: TurnObserver | None = None,
     ) -> None:
         self.store = store
         self.config = config or EngineConfig()
+        self.observer = observer
         self.codec = SessionCodec(
             max_turns=self.config.max_turns, max_text_chars=self.config.max_text_chars
         )
@@ -138,6 +154,8 @@ class SessionEngine:
             fresh.expired_from = ExpiredSession(
                 session.state, session.slots, session.updated_at + ttl
             )
+            if self.observer is not None:
+                self.observer.expiry_noticed(fresh.expired_from)
         return fresh
 
     def _decode(self, user_id: str, blob: bytes) -> Session | None:
@@ -255,7 +273,12 @@ class Turn:
         if self._lease is not None:
             raise RuntimeError("a turn cannot be entered twice at once")
         engine = self._engine
-        lease = await engine.store.acquire(self.user_id, timeout=engine.config.lock_timeout_seconds)
+        if engine.observer is None:
+            lease = await engine.store.acquire(
+                self.user_id, timeout=engine.config.lock_timeout_seconds
+            )
+        else:
+            lease = await _observed_acquire(engine, engine.observer, self.user_id)
         try:
             session = engine._open(self.user_id, lease.blob)
         except BaseException:
@@ -282,6 +305,18 @@ class Turn:
         except BaseException:
             await _release_quietly(self._engine.store, lease)
             raise
+
+
+async def _observed_acquire(engine: SessionEngine, observer: TurnObserver, user_id: str) -> Lease:
+    started = time.perf_counter()
+    busy = False
+    try:
+        return await engine.store.acquire(user_id, timeout=engine.config.lock_timeout_seconds)
+    except SessionBusy:
+        busy = True
+        raise
+    finally:
+        observer.lock_waited(time.perf_counter() - started, busy=busy)
 
 
 async def _release_quietly(store: SessionStore, lease: Lease) -> None:

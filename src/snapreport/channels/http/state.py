@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from snapreport.bootstrap import App
+from snapreport.app import App
 from snapreport.channels.http.idempotency import Idempotency, RateLimiter
 from snapreport.channels.http.images import Decoder
 from snapreport.errors import Unavailable

@@ -17,18 +17,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
-import httpx
-
-from snapreport.bootstrap import App, sqlite_session_path
 from snapreport.channels.wecom.client import WeComClient
 from snapreport.channels.wecom.crypto import WeComCrypto
 from snapreport.channels.wecom.expiry import DEFAULT_POLL_SECONDS, ExpiryNotifier
-from snapreport.channels.wecom.expiry_timers import (
-    ExpiryTimers,
-    MemoryExpiryTimers,
-    RedisExpiryTimers,
-    SqliteExpiryTimers,
-)
 from snapreport.channels.wecom.messages import (
     EventMessage,
     ImageMessage,
@@ -39,16 +30,17 @@ from snapreport.channels.wecom.messages import (
 )
 from snapreport.channels.wecom.pacing import SendPacer
 from snapreport.channels.wecom.texts import say
-from snapreport.config import Settings
 from snapreport.errors import (
-    ConfigurationError,
     ImageTooLarge,
     InvalidImage,
     MediaNotFound,
     SnapreportError,
     WeComUnavailable,
 )
+from snapreport.kv.base import KeyValueStore
+from snapreport.timers.base import ExpiryTimers
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, TextEvent
+from snapreport.workflow.incident import IncidentAssistant
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +59,6 @@ async def _settle(tasks: set[asyncio.Task[None]], what: str) -> None:
             log.warning("WeCom: %s ended with %r", what, task.exception())
     if stuck:
         log.warning("WeCom: %s did not stop within %s s", what, CANCEL_GRACE_SECONDS)
-
-
-def build_expiry_timers(settings: Settings) -> ExpiryTimers:
-    """Timers on the session store's backend: the same Redis, the same SQLite file, or memory."""
-    session = settings.session
-    if session.backend == "redis":
-        if not session.url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigurationError("SNAPREPORT_SESSION__URL must be a redis:// URL for redis")
-        return RedisExpiryTimers.from_url(session.url, prefix=session.key_prefix)
-    if session.backend == "sqlite":
-        return SqliteExpiryTimers(sqlite_session_path(settings))
-    return MemoryExpiryTimers()
 
 
 class _UserLocks:
@@ -107,26 +87,29 @@ class WeComChannel:
 
     def __init__(
         self,
-        app: App,
         *,
+        assistant: IncidentAssistant,
+        kv: KeyValueStore,
         crypto: WeComCrypto,
         client: WeComClient,
         timers: ExpiryTimers,
         pacer: SendPacer,
+        corp_id: str,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         drain_seconds: float = DEFAULT_DRAIN_SECONDS,
     ) -> None:
-        self.app = app
+        self.assistant = assistant
         self.crypto = crypto
         self.client = client
+        self._kv = kv
         self._timers = timers
         self._pacer = pacer
         self._drain_seconds = drain_seconds
-        self._dedupe_prefix = f"wecom:seen:{app.settings.wecom.corp_id}:"
-        self._language = app.settings.language
+        self._dedupe_prefix = f"wecom:seen:{corp_id}:"
+        self._language = assistant.language
         self.notifier = ExpiryNotifier(
             timers,
-            app.engine,
+            assistant.engine,
             self.send_text,
             language=self._language,
             poll_seconds=poll_seconds,
@@ -136,59 +119,14 @@ class WeComChannel:
         self._poller: asyncio.Task[None] | None = None
         self._closing = False
 
-    @classmethod
-    async def start(
-        cls,
-        app: App,
-        *,
-        poll_seconds: float = DEFAULT_POLL_SECONDS,
-        drain_seconds: float = DEFAULT_DRAIN_SECONDS,
-        http: httpx.AsyncClient | None = None,
-    ) -> WeComChannel:
-        """Build the channel from ``app.settings.wecom`` and start its expiry poller."""
-        w = app.settings.wecom
-        missing = [
-            name
-            for name, value in (
-                ("CORP_ID", w.corp_id),
-                ("AGENT_ID", w.agent_id),
-                ("SECRET", w.secret.get_secret_value()),
-                ("TOKEN", w.token.get_secret_value()),
-                ("ENCODING_AES_KEY", w.encoding_aes_key.get_secret_value()),
-            )
-            if not value
-        ]
-        if missing:
-            names = ", ".join(f"SNAPREPORT_WECOM__{name}" for name in missing)
-            raise ConfigurationError(f"the WeCom channel needs {names}")
-        crypto = WeComCrypto(
-            w.token.get_secret_value(), w.encoding_aes_key.get_secret_value(), w.corp_id
-        )
-        client = WeComClient(
-            corp_id=w.corp_id,
-            agent_id=w.agent_id,
-            secret=w.secret.get_secret_value(),
-            kv=app.kv,
-            base_url=w.api_base_url,
-            http=http,
-            max_media_bytes=app.settings.media.max_bytes,
-        )
-        timers = build_expiry_timers(app.settings)
-        pacer = SendPacer(app.kv, prefix=f"wecom:pace:{w.corp_id}:{w.agent_id}")
-        channel = cls(
-            app,
-            crypto=crypto,
-            client=client,
-            timers=timers,
-            pacer=pacer,
-            poll_seconds=poll_seconds,
-            drain_seconds=drain_seconds,
-        )
-        channel._poller = asyncio.create_task(channel.notifier.run(), name="wecom-expiry")
-        return channel
+    def start(self) -> None:
+        """Start the expiry poller (``aclose`` stops it)."""
+        if self._poller is None:
+            self._poller = asyncio.create_task(self.notifier.run(), name="wecom-expiry")
 
     async def aclose(self) -> None:
-        """Stop polling, let messages in flight finish (up to the drain time), close clients."""
+        """Stop polling and let messages in flight finish (up to the drain time). The API client
+        and the timers belong to whoever built them (``bootstrap``), which closes them after."""
         self._closing = True
         if self._poller is not None:
             self._poller.cancel()
@@ -200,8 +138,6 @@ class WeComChannel:
                 for task in pending:
                     task.cancel()
                 await _settle(pending, "messages in flight")
-        await self.client.aclose()
-        await self._timers.aclose()
 
     async def accept(self, message: Message) -> bool:
         """Schedule ``message`` unless it was seen before; False for a duplicate."""
@@ -209,7 +145,7 @@ class WeComChannel:
             # not yet marked as seen, so WeCom's retry can reach a worker that is up
             raise WeComUnavailable("the WeCom channel is shutting down")
         key = self._dedupe_prefix + message.header.dedupe_key
-        if not await self.app.kv.set_if_absent(key, b"1", ttl_seconds=DEDUPE_TTL_SECONDS):
+        if not await self._kv.set_if_absent(key, b"1", ttl_seconds=DEDUPE_TTL_SECONDS):
             log.info("WeCom: ignored a repeated push (%s)", message.header.msg_type)
             return False
         task = asyncio.create_task(self._handle(message), name="wecom-message")
@@ -250,7 +186,7 @@ class WeComChannel:
         if isinstance(event, str):
             return event
         user_id = message.header.from_user_name
-        outcome = await self.app.assistant.handle(user_id, event)
+        outcome = await self.assistant.handle(user_id, event)
         try:
             await self.notifier.after_turn(user_id, outcome.state)
         except SnapreportError as exc:

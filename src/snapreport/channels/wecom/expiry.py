@@ -2,7 +2,7 @@
 
 After every handled turn the channel calls ``after_turn``: a session left waiting for the user
 gets a timer at its expiry time, an idle one loses its timer. Every worker polls; a due timer
-is claimed by exactly one of them (see ``expiry_timers``), which then looks at the session:
+is claimed by exactly one of them (see ``snapreport.timers``), which then looks at the session:
 
 - gone or idle: nothing to say;
 - not expired yet (the user came back, perhaps through another channel): timer moved to the
@@ -24,11 +24,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from snapreport.channels.wecom.expiry_timers import ExpiryTimers
 from snapreport.channels.wecom.texts import duration, say
 from snapreport.errors import SnapreportError
 from snapreport.session.engine import SessionEngine
 from snapreport.session.model import ExpiredSession, State
+from snapreport.timers.base import ExpiryTimers
 
 log = logging.getLogger(__name__)
 

@@ -59,8 +59,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from snapreport.errors import (
@@ -69,14 +67,19 @@ from snapreport.errors import (
     SessionBusy,
     StoreUnavailable,
 )
-from snapreport.redis_link import Script, link_or_client, run_script
+from snapreport.redis_link import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SOCKET_TIMEOUT_SECONDS,
+    Script,
+    connect,
+    link_or_client,
+    run_script,
+)
 from snapreport.session.stores import redis_scripts as lua
 from snapreport.session.stores.base import Lease, SessionPage
 
 DEFAULT_LOCK_TTL_SECONDS: Final = 60.0
-DEFAULT_SOCKET_TIMEOUT_SECONDS: Final = 5.0
-DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 1.0
-DEFAULT_MAX_CONNECTIONS: Final = 1024
 
 # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -171,16 +174,12 @@ class RedisSessionStore:
         No automatic retries: a script whose reply was lost may have run, and running ACQUIRE
         or COMMIT twice would not be the same as once; a failure surfaces as StoreUnavailable.
         """
-        pool = aioredis.ConnectionPool.from_url(
+        client = connect(
             url,
             max_connections=max_connections,
-            decode_responses=False,
             socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
+            connect_timeout=connect_timeout,
         )
-        client = aioredis.Redis(connection_pool=pool)
-        client.auto_close_connection_pool = True
         return cls(
             client,
             prefix=prefix,
@@ -502,11 +501,6 @@ class RedisSessionStore:
         if self._owns_client:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()
-
-    @property
-    def held_locks(self) -> int:
-        """How many locks this store instance holds for running turns."""
-        return len(self._held)
 
 
 def _blob_of(record: bytes | None) -> bytes | None:

@@ -557,11 +557,6 @@ class SqliteSessionStore:
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
 
-    @property
-    def held_locks(self) -> int:
-        """How many locks this store instance holds for running turns."""
-        return len(self._held)
-
 
 def _setup(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")

@@ -1,0 +1,35 @@
+"""``App``: everything a channel needs, built by ``bootstrap.build`` from one ``Settings``; and
+``Channel``, what a background channel (WeCom) offers the app that runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from snapreport.config import Settings
+from snapreport.kv.base import KeyValueStore
+from snapreport.media.base import MediaStore
+from snapreport.orders.base import OrderRepository
+from snapreport.session.engine import SessionEngine
+from snapreport.vision.base import VisionModel
+from snapreport.workflow.incident import IncidentAssistant
+
+
+class Channel(Protocol):
+    """A channel that runs in the background (WeCom): started with the app, closed with it."""
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class App:
+    """Everything a channel needs, built from one ``Settings``."""
+
+    settings: Settings
+    engine: SessionEngine
+    vision: VisionModel
+    media: MediaStore
+    orders: OrderRepository
+    assistant: IncidentAssistant
+    kv: KeyValueStore
+    wecom: Channel | None = None

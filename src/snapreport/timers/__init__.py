@@ -1,0 +1,1 @@
+"""Expiry timers: a port (``base.py``) and its adapters (memory, SQLite, Redis)."""
