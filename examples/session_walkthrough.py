@@ -1,6 +1,6 @@
 """A walk through the session engine with two users, printed as it happens.
 
-Run it with ``python -m snapreport.session.demo``. Time comes from a manual clock, so the
+Run it with ``python examples/session_walkthrough.py``. Time comes from a manual clock, so the
 ten-minute expiry takes no time at all.
 """
 

@@ -231,6 +231,34 @@ class TestOrderRepositoryContract:
         assert numbers(await repo.open_orders_for("carol")) == numbers([unrelated, for_alice])
         assert await repo.open_orders_for("nobody") == []
 
+    async def test_has_image_answers_for_the_users_own_orders_only(
+        self, repo: SqlOrderRepository
+    ) -> None:
+        report = NewReport(
+            reporter="alice",
+            alarm_type="漏水",
+            location="B2",
+            description="",
+            image_key=f"img/{'a' * 64}.jpg",
+            assignee="bob",
+        )
+        order = await repo.create(report)
+        carols = await repo.create(
+            NewReport("carol", "漏水", "B3", "", image_key=f"img/{'e' * 64}.jpg")
+        )
+        close_key = f"img/{'c' * 64}.jpg"
+        await repo.close(
+            order.number, by="bob", close_image_key=close_key, verified=True, note="", forced=False
+        )
+
+        for user in ("alice", "bob"):
+            assert await repo.has_image(user, report.image_key or "")
+            assert await repo.has_image(user, close_key)
+        assert not await repo.has_image("carol", close_key)
+        assert not await repo.has_image("alice", f"img/{'d' * 64}.jpg")
+        assert not await repo.has_image("alice", carols.image_key or "")
+        assert await repo.has_image("carol", carols.image_key or "")
+
     async def test_list_breaks_timestamp_ties_newest_first(self, repo: SqlOrderRepository) -> None:
         created = [await repo.create(leak()) for _ in range(3)]  # same clock reading
 

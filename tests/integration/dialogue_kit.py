@@ -212,6 +212,10 @@ class FlakyOrders:
         self._check("open_orders_for")
         return await self.inner.open_orders_for(user_id)
 
+    async def has_image(self, user_id: str, key: str) -> bool:
+        self._check("has_image")
+        return await self.inner.has_image(user_id, key)
+
     async def check_can_close(self, number: str, user_id: str) -> Order:
         self._check("check_can_close")
         return await self.inner.check_can_close(number, user_id)

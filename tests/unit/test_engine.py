@@ -637,12 +637,3 @@ async def test_the_vision_view_of_a_live_session(engine: SessionEngine) -> None:
         images = [p.key for m in view for p in m.content if isinstance(p, ImagePart)]
         assert images == ["m/2.jpg"]
         assert sum(TextPart("[earlier photo, not shown]") in m.content for m in view) == 2
-
-
-async def test_the_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    from snapreport.session.demo import run_demo
-
-    await run_demo()
-    out = capsys.readouterr().out
-    assert "lost: state 'waiting_confirm'" in out
-    assert "['message 1', 'message 2', 'message 3']" in out

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from snapreport.errors import DecompressionBomb, InvalidImage
-from snapreport.vision.imaging import JPEG_QUALITY, MAX_EDGE, downscale, to_data_url
+from snapreport.vision.imaging import JPEG_QUALITY, MAX_EDGE, downscale
 
 
 def encode(img: Image.Image, fmt: str, **options: object) -> bytes:
@@ -143,7 +143,7 @@ def test_webp_input() -> None:
 
 
 def test_data_url_is_a_base64_jpeg() -> None:
-    url = to_data_url(encode(marked(50, 50), "PNG"))
+    url = downscale(encode(marked(50, 50), "PNG")).data_url()
     prefix = "data:image/jpeg;base64,"
     assert url.startswith(prefix)
     assert base64.b64decode(url[len(prefix) :])[:3] == b"\xff\xd8\xff"

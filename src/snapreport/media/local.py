@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import stat
 import tempfile
 from pathlib import Path
 
@@ -71,13 +70,6 @@ class LocalMediaStore:
             raise MediaUnavailable(f"cannot read from the media directory: {exc.strerror}") from exc
         return data, mime_for_key(key)
 
-    async def exists(self, key: str) -> bool:
-        path = self.path_for(key)
-        try:
-            return await asyncio.to_thread(_is_file, path)
-        except OSError as exc:
-            raise MediaUnavailable(f"cannot read the media directory: {exc.strerror}") from exc
-
     async def ping(self) -> None:
         """Raise ``MediaUnavailable`` unless the root is (or can be made) a writable directory."""
         try:
@@ -89,14 +81,6 @@ class LocalMediaStore:
 
     async def aclose(self) -> None:
         return None
-
-
-def _is_file(path: Path) -> bool:
-    # Path.is_file() hides every OSError; a directory that went away must not read as "absent".
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return False
 
 
 def _check_writable_dir(root: Path) -> None:

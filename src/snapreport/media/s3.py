@@ -126,18 +126,6 @@ class S3MediaStore:
             raise _unavailable("read the image", exc) from exc
         return data, mime
 
-    async def exists(self, key: str) -> bool:
-        name = self.object_key(key)
-        try:
-            await asyncio.to_thread(self._client.head_object, Bucket=self.bucket, Key=name)
-        except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND_CODES:
-                return False
-            raise _unavailable("look the image up", exc) from exc
-        except BotoCoreError as exc:
-            raise _unavailable("look the image up", exc) from exc
-        return True
-
     async def ping(self) -> None:
         """Raise ``MediaUnavailable`` unless the bucket answers."""
         await self._call("reach the bucket", self._client.head_bucket, Bucket=self.bucket)

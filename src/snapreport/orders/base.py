@@ -90,6 +90,11 @@ class OrderRepository(Protocol):
         """The order, if it exists, is open and is the user's; else the specific error."""
         ...
 
+    async def has_image(self, user_id: str, key: str) -> bool:
+        """Whether ``key`` is the report or close photo of an order the user reported or is
+        assigned to (one query, whatever the number of their orders)."""
+        ...
+
     async def close(
         self,
         number: str,

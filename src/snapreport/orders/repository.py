@@ -234,6 +234,20 @@ class SqlOrderRepository:
         async with self._read("listing open work orders") as session:
             return [_to_order(row) for row in (await session.scalars(query)).all()]
 
+    async def has_image(self, user_id: str, key: str) -> bool:
+        """Whether ``key`` is the report or close photo of one of the user's orders."""
+        query = (
+            select(WorkOrderRow.id)
+            .join(AlarmRow, WorkOrderRow.alarm_id == AlarmRow.id)
+            .where(
+                _is_owner(user_id),
+                or_(AlarmRow.image_key == key, WorkOrderRow.close_image_key == key),
+            )
+            .limit(1)
+        )
+        async with self._read("looking up a photo") as session:
+            return (await session.scalar(query)) is not None
+
     async def check_can_close(self, number: str, user_id: str) -> Order:
         """The order, if it exists, is open and is the user's; else the specific error."""
         async with self._read("reading a work order") as session:

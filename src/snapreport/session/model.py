@@ -147,9 +147,6 @@ class Session:
     def expires_at(self, ttl_seconds: float) -> float:
         return self.updated_at + ttl_seconds
 
-    def is_expired(self, now: float, ttl_seconds: float) -> bool:
-        return now >= self.updated_at + ttl_seconds
-
     def history_for_vision(self, max_images: int = 1) -> list[Message]:
         """A deep copy of the history that keeps only the latest ``max_images`` images inline."""
         return self.history.for_vision(max_images)

@@ -101,8 +101,3 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         # 16-bit and float greyscale: scale to 8 bits before the RGB conversion
         img = img.convert("I").point(lambda v: v / 256).convert("L")
     return img.convert("RGB")
-
-
-def to_data_url(data: bytes, *, max_edge: int = MAX_EDGE, quality: int = JPEG_QUALITY) -> str:
-    """Downscale ``data`` and return it as a JPEG data URL."""
-    return downscale(data, max_edge=max_edge, quality=quality).data_url()

@@ -7,7 +7,6 @@ render the ``Outcome``'s replies back; they never touch sessions or ports themse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from snapreport.media.base import CheckedImage
 from snapreport.orders.base import Order
@@ -62,11 +61,3 @@ class Outcome:
     replies: tuple[Reply, ...]
     state: State
     order: Order | None = None
-
-
-class Assistant(Protocol):
-    """The dialogue as channels see it."""
-
-    async def handle(self, user_id: str, event: Event) -> Outcome:
-        """Handle one user message within one session turn and answer it."""
-        ...

@@ -35,10 +35,8 @@ from snapreport.channels.http.schemas import MessageForm, MessageIn, NewOrderIn
 from snapreport.channels.http.state import HttpState
 from snapreport.channels.wecom import callback as wecom_callback
 from snapreport.config import Settings
-from snapreport.errors import SnapreportError
 from snapreport.logs import configure_logging, get_logger
 from snapreport.metrics import Metrics
-from snapreport.session.engine import SessionEngine
 
 log = get_logger("snapreport.http")
 
@@ -151,7 +149,9 @@ def _lifespan(
                 limiter=RateLimiter(kv, per_minute=settings.rate_limit_per_minute, clock=clock),
                 decoder=decoder,
             )
-            sweeper = asyncio.create_task(_sweep(ctx.engine), name="session-sweeper")
+            sweeper = asyncio.create_task(
+                ctx.engine.run_sweeper(SWEEP_INTERVAL_SECONDS), name="session-sweeper"
+            )
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
@@ -175,16 +175,6 @@ def _lifespan(
                 log.info("stopped")
 
     return lifespan
-
-
-async def _sweep(engine: SessionEngine) -> None:
-    """Purge expired sessions off the request path; a store that is away only delays it."""
-    while True:
-        try:
-            await engine.run_sweeper(SWEEP_INTERVAL_SECONDS)
-        except SnapreportError as exc:
-            log.warning("session_sweep_failed", code=exc.code, error=exc.message)
-            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
 
 async def _stop(task: asyncio.Task[None], attempts: int = 3, wait_seconds: float = 1.0) -> None:

@@ -73,5 +73,4 @@ async def _may_see(state: HttpState, user_id: str, key: str) -> bool:
     info = await state.app.engine.peek(user_id)
     if info is not None and not info.expired and key in session_media_keys(info.session):
         return True
-    orders = await state.app.orders.list(user_id=user_id, limit=MAX_ORDERS)
-    return any(key in (o.image_key, o.close_image_key) for o in orders)
+    return await state.app.orders.has_image(user_id, key)
