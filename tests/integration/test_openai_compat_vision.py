@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from PIL import Image as PILImage
 
 from snapreport.config import DEFAULT_ALARM_TYPES
 from snapreport.errors import VisionUnavailable
+from snapreport.logs import configure_logging
 from snapreport.session.history import History, ImagePart
 from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, Verification
 from snapreport.vision.manual import ManualVision
@@ -280,17 +280,26 @@ async def test_other_transient_statuses_are_retried(
     assert [r.status for r in fake_vlm.requests] == [status, 200]
 
 
+@pytest.fixture
+def logged() -> Iterator[io.StringIO]:
+    """What the service logs during the test, as the JSON lines it writes."""
+    out = io.StringIO()
+    configure_logging("DEBUG", json=True, stream=out)
+    yield out
+    configure_logging("INFO")
+
+
 async def test_wrong_key_is_unavailable_at_once(
-    make_vision: VisionFactory, fake_vlm: FakeVLM, caplog: pytest.LogCaptureFixture
+    make_vision: VisionFactory, fake_vlm: FakeVLM, logged: io.StringIO
 ) -> None:
     secret = "sk-wrong-key-that-must-not-leak"
     vision = make_vision(api_key=secret)
-    caplog.set_level(logging.DEBUG)
     with pytest.raises(VisionUnavailable, match="HTTP 401") as caught:
         await vision.analyze(photo(), CATALOG, language="zh-CN")
     assert [r.status for r in fake_vlm.requests] == [401]
     assert secret not in str(caught.value)
-    assert secret not in caplog.text
+    assert "vision_refused" in logged.getvalue()
+    assert secret not in logged.getvalue()
     assert secret not in repr(vision)
 
 
@@ -314,7 +323,7 @@ async def test_server_without_json_mode_is_asked_again_without_it(
 
 
 async def test_connection_refused_is_unavailable(
-    sleeps: SleepRecorder, caplog: pytest.LogCaptureFixture
+    sleeps: SleepRecorder, logged: io.StringIO
 ) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -327,24 +336,25 @@ async def test_connection_refused_is_unavailable(
         max_retries=1,
         sleep=sleeps,
     )
-    caplog.set_level(logging.DEBUG)
     with pytest.raises(VisionUnavailable, match="cannot reach"):
         await vision.analyze(photo(), CATALOG, language="zh-CN")
     assert len(sleeps.delays) == 1
-    assert "base64" not in caplog.text
+    assert "vision_retry" in logged.getvalue()
+    assert "base64" not in logged.getvalue()
     await vision.aclose()
 
 
 async def test_logs_hold_no_image_bytes(
-    vision: OpenAICompatVision, fake_vlm: FakeVLM, caplog: pytest.LogCaptureFixture
+    vision: OpenAICompatVision, fake_vlm: FakeVLM, logged: io.StringIO
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     fake_vlm.enqueue_error(503)
     await vision.analyze(photo(), CATALOG, language="zh-CN")
-    assert caplog.records  # the retry and the answer were logged
+    text = logged.getvalue()
+    assert "vision_retry" in text  # the retry and the answer were logged
+    assert "vision_answered" in text
     payload = fake_vlm.requests[-1].image_urls[0].split(",", 1)[1]
-    assert payload[:40] not in caplog.text
-    assert fake_vlm.api_key not in caplog.text
+    assert payload[:40] not in text
+    assert fake_vlm.api_key not in text
 
 
 async def test_undecodable_photo_is_unavailable_without_a_request(

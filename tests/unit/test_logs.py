@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,14 @@ def test_a_line_carries_no_token_and_no_image_bytes() -> None:
     assert line["image"] == "<400 bytes>"
     assert line["user_id"] == "alice"
     assert "s3cret" not in out.getvalue()
+
+
+def test_every_module_logs_through_get_logger() -> None:
+    """One logging style: structlog key=value events from ``get_logger``, nowhere else."""
+    src = Path(__file__).resolve().parents[2] / "src" / "snapreport"
+    offenders = [
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if path.name != "logs.py" and "logging.getLogger(" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,13 +31,14 @@ from typing import Any, Final
 import httpx
 
 from snapreport.errors import InvalidImage, VisionUnavailable
+from snapreport.logs import get_logger
 from snapreport.session.history import ImagePart, Message, TextPart
 from snapreport.vision import prompts
 from snapreport.vision.base import Analysis, Image, PreparedImage, Verification
 from snapreport.vision.imaging import JPEG_QUALITY, MAX_EDGE, downscale
 from snapreport.vision.parsing import parse_analysis, parse_verification
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_SECONDS: Final = 8.0
@@ -218,7 +218,7 @@ class OpenAICompatVision:
                         self._url, content=body, headers={"Content-Type": "application/json"}
                     )
             except (TimeoutError, httpx.TimeoutException) as exc:
-                log.warning("vision %s: no answer within %.1f s", purpose, self.timeout_seconds)
+                log.warning("vision_timeout", purpose=purpose, timeout_seconds=self.timeout_seconds)
                 raise VisionUnavailable(
                     f"the vision model gave no answer within {self.timeout_seconds:g} s"
                 ) from exc
@@ -233,7 +233,9 @@ class OpenAICompatVision:
                         f"after {attempt + 1} attempt(s)"
                     ) from exc
                 delay = self._backoff(attempt)
-                log.warning("vision %s: %s; retrying in %.2f s", purpose, type(exc).__name__, delay)
+                log.warning(
+                    "vision_retry", purpose=purpose, error=type(exc).__name__, delay=round(delay, 2)
+                )
                 await self._sleep(delay)
                 attempt += 1
                 continue
@@ -241,7 +243,7 @@ class OpenAICompatVision:
             status = response.status_code
             if status == 200:
                 log.info(
-                    "vision %s answered in %.2f s (%d bytes sent)", purpose, elapsed, len(body)
+                    "vision_answered", purpose=purpose, seconds=round(elapsed, 2), sent=len(body)
                 )
                 return _answer_text(response)
             detail = _status_detail(response)
@@ -253,12 +255,12 @@ class OpenAICompatVision:
             ):
                 # Some compatible servers lack JSON mode; the prompt still asks for JSON and
                 # the parser copes with what comes back. Remember it for later requests.
-                log.warning("vision %s: JSON mode refused (%s); asking without it", purpose, detail)
+                log.warning("vision_json_mode_refused", purpose=purpose, detail=detail)
                 self._json_mode_supported = False
                 body = self._body(messages, json_mode=json_mode)
                 continue
             if status not in RETRYABLE_STATUS and status < 500:
-                log.warning("vision %s refused: %s", purpose, detail)
+                log.warning("vision_refused", purpose=purpose, detail=detail)
                 raise VisionUnavailable(f"the vision model refused the request: {detail}")
             if attempt >= self.max_retries:
                 raise VisionUnavailable(
@@ -270,7 +272,7 @@ class OpenAICompatVision:
                     f"the vision model is busy (HTTP {status}) and asks to wait {retry_after:g} s"
                 )
             delay = retry_after if retry_after is not None else self._backoff(attempt)
-            log.warning("vision %s: HTTP %d; retrying in %.2f s", purpose, status, delay)
+            log.warning("vision_retry", purpose=purpose, status=status, delay=round(delay, 2))
             await self._sleep(delay)
             attempt += 1
 

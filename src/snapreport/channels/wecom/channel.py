@@ -12,7 +12,6 @@ they arrived at this worker.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -38,11 +37,12 @@ from snapreport.errors import (
     WeComUnavailable,
 )
 from snapreport.kv.base import KeyValueStore
+from snapreport.logs import get_logger
 from snapreport.timers.base import ExpiryTimers
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, TextEvent
 from snapreport.workflow.incident import IncidentAssistant
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # WeCom retries a push for seconds; a day also covers a replay of an old, validly signed one
 DEDUPE_TTL_SECONDS: Final = 86_400.0
@@ -56,9 +56,9 @@ async def _settle(tasks: set[asyncio.Task[None]], what: str) -> None:
     _, stuck = await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS)
     for task in tasks - stuck:
         if not task.cancelled() and task.exception() is not None:
-            log.warning("WeCom: %s ended with %r", what, task.exception())
+            log.warning("wecom_task_failed", task=what, error=repr(task.exception()))
     if stuck:
-        log.warning("WeCom: %s did not stop within %s s", what, CANCEL_GRACE_SECONDS)
+        log.warning("wecom_task_did_not_stop", task=what, grace_seconds=CANCEL_GRACE_SECONDS)
 
 
 class _UserLocks:
@@ -134,7 +134,7 @@ class WeComChannel:
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self._drain_seconds)
             if pending:
-                log.warning("WeCom: %d messages were cut off at shutdown", len(pending))
+                log.warning("wecom_messages_cut_off", count=len(pending))
                 for task in pending:
                     task.cancel()
                 await _settle(pending, "messages in flight")
@@ -146,7 +146,7 @@ class WeComChannel:
             raise WeComUnavailable("the WeCom channel is shutting down")
         key = self._dedupe_prefix + message.header.dedupe_key
         if not await self._kv.set_if_absent(key, b"1", ttl_seconds=DEDUPE_TTL_SECONDS):
-            log.info("WeCom: ignored a repeated push (%s)", message.header.msg_type)
+            log.info("wecom_repeated_push_ignored", msg_type=message.header.msg_type)
             return False
         task = asyncio.create_task(self._handle(message), name="wecom-message")
         self._tasks.add(task)
@@ -164,17 +164,17 @@ class WeComChannel:
             try:
                 text = await self._answer(message)
             except SnapreportError as exc:
-                log.warning("WeCom: a %s message failed: %s", message.header.msg_type, exc.code)
+                log.warning("wecom_message_failed", msg_type=message.header.msg_type, code=exc.code)
                 text = say(self._language, "busy")
             except Exception:
-                log.exception("WeCom: a %s message failed", message.header.msg_type)
+                log.exception("wecom_message_failed", msg_type=message.header.msg_type)
                 text = say(self._language, "busy")
             if not text:
                 return
             try:
                 await self.send_text(user_id, text)
             except SnapreportError as exc:
-                log.warning("WeCom: the reply could not be sent: %s", exc.message)
+                log.warning("wecom_reply_not_sent", code=exc.code, error=exc.message)
 
     async def _answer(self, message: Message) -> str | None:
         """The text to send back for ``message`` (None: nothing to say)."""
@@ -191,7 +191,7 @@ class WeComChannel:
             await self.notifier.after_turn(user_id, outcome.state)
         except SnapreportError as exc:
             # the turn is committed: its reply matters more than a missed expiry notice
-            log.warning("WeCom: the expiry timer could not be updated: %s", exc.code)
+            log.warning("wecom_expiry_timer_not_updated", code=exc.code)
         return REPLY_SEPARATOR.join(reply.text for reply in outcome.replies) or None
 
     async def _event(self, message: TextMessage | ImageMessage | LocationMessage) -> Event | str:
@@ -207,6 +207,6 @@ class WeComChannel:
         except InvalidImage:
             return say(self._language, "image.unsupported")
         except (MediaNotFound, WeComUnavailable) as exc:
-            log.warning("WeCom: media/get failed: %s", exc.message)
+            log.warning("wecom_media_get_failed", code=exc.code, error=exc.message)
             return say(self._language, "image.unavailable")
         return ImageEvent(data, mime)

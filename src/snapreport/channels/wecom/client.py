@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,8 +25,9 @@ from snapreport.errors import (
     WeComUnavailable,
 )
 from snapreport.kv.base import KeyValueStore
+from snapreport.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 TOKEN_ERRCODES: Final = frozenset({40014, 42001})
 MEDIA_NOT_FOUND_ERRCODES: Final = frozenset({40007})
@@ -133,7 +133,7 @@ class WeComClient:
         expires_in = body.get("expires_in", 7200)
         if not isinstance(expires_in, int | float) or expires_in <= 0:
             expires_in = 7200
-        log.info("fetched a new WeCom access_token (expires in %s s)", expires_in)
+        log.info("wecom_token_fetched", expires_in=expires_in)
         return token, float(expires_in)
 
     async def _with_token(self, call: Callable[[str], Awaitable[T]]) -> T:

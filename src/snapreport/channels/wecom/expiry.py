@@ -19,18 +19,18 @@ hears about the expiry from the dialogue at their next message.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 from snapreport.channels.wecom.texts import duration, say
 from snapreport.errors import SnapreportError
+from snapreport.logs import get_logger
 from snapreport.session.engine import SessionEngine
 from snapreport.session.model import ExpiredSession, State
 from snapreport.timers.base import ExpiryTimers
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Send = Callable[[str, str], Awaitable[None]]
 
@@ -105,7 +105,7 @@ class ExpiryNotifier:
                 try:
                     sent += await self._fire(user_id)
                 except SnapreportError as exc:
-                    log.warning("expiry notice for a user failed: %s", exc.code)
+                    log.warning("expiry_notice_failed", code=exc.code)
             if len(users) < self._batch:
                 return sent
 
@@ -123,7 +123,7 @@ class ExpiryNotifier:
             expired, ttl_seconds=self._engine.config.ttl_seconds, language=self._language
         )
         await self._send(user_id, text)
-        log.info("expiry notice sent (the session expired in %s)", expired.state)
+        log.info("expiry_notice_sent", expired_state=expired.state)
         return True
 
     async def _reset_expired(self, user_id: str) -> ExpiredSession | None:

@@ -11,14 +11,14 @@ The hourly cap (1000 a member) is counted and logged when passed, not waited for
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 from snapreport.kv.base import KeyValueStore
+from snapreport.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 WINDOW_SECONDS: Final = 60.0
 # below WeCom's 30: workers that pass the check at the same moment can overshoot a little
@@ -78,7 +78,7 @@ class SendPacer:
             await self._sleep(step)
             waited += step
         else:
-            log.warning("send pacing: waited %.0f s for room; sending anyway", waited)
+            log.warning("wecom_pacing_gave_up_waiting", waited_seconds=round(waited))
         now = self._clock()
         await self._kv.incr(
             self._key(user_id, int(now // WINDOW_SECONDS)), ttl_seconds=3 * WINDOW_SECONDS
@@ -87,4 +87,4 @@ class SendPacer:
             f"{self._prefix}:{user_id}:h{int(now // 3600)}", ttl_seconds=3600
         )
         if hourly > HOURLY_LIMIT:
-            log.warning("send pacing: over %d messages this hour to one member", HOURLY_LIMIT)
+            log.warning("wecom_pacing_hourly_limit_passed", limit=HOURLY_LIMIT)

@@ -132,7 +132,9 @@ async def _verify(ctx: Context, upload: Upload) -> Verification | None:
     try:
         data, mime = await services.media.get(ctx.slots.image_key)
     except MediaNotFound:
-        log.warning("original photo %s of %s is missing", ctx.slots.image_key, ctx.slots.order_id)
+        log.warning(
+            "original_photo_missing", image_key=ctx.slots.image_key, order=ctx.slots.order_id
+        )
         return None
     try:
         verification = await services.vision.verify_close(
@@ -142,7 +144,7 @@ async def _verify(ctx: Context, upload: Upload) -> Verification | None:
             language=services.language,
         )
     except VisionUnavailable as exc:
-        log.warning("close verification failed, closing unverified: %s", exc.message)
+        log.warning("close_verification_failed", error=exc.message)
         return None
     return verification if verification.verified else None
 

@@ -8,12 +8,12 @@ against the table.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from snapreport.errors import VisionUnavailable
+from snapreport.logs import get_logger
 from snapreport.media.base import MediaStore, StoredImage
 from snapreport.orders.base import Order, OrderRepository
 from snapreport.session.model import Session, Slots, State
@@ -21,7 +21,7 @@ from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, PreparedImage,
 from snapreport.workflow.texts import Texts
 from snapreport.workflow.triggers import Trigger
 
-log = logging.getLogger("snapreport.workflow")
+log = get_logger("snapreport.workflow")
 
 MAX_LOCATION_CHARS: Final = 200
 # slots are capped at 4000 characters; model output and external orders are cut well below
@@ -144,7 +144,7 @@ async def analyse(ctx: Context, upload: Upload) -> tuple[Analysis, str | None]:
             upload.image(), services.catalog, language=services.language
         )
     except VisionUnavailable as exc:
-        log.warning("vision analysis failed, going on in manual mode: %s", exc.message)
+        log.warning("vision_analysis_failed", error=exc.message)
         return manual, "report.vision_failed"
     alarm_type = analysis.alarm_type if analysis.alarm_type in services.catalog else UNCLASSIFIED
     confidence = analysis.confidence

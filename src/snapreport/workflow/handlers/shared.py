@@ -86,7 +86,7 @@ async def chat(ctx: Context) -> Step:
     try:
         answer = await services.vision.chat(messages, images, language=services.language)
     except VisionUnavailable as exc:
-        log.warning("vision chat failed, answering with the help: %s", exc.message)
+        log.warning("vision_chat_failed", error=exc.message)
         return Step("idle", (ctx.say("chat.unavailable") + "\n" + fallback,))
     answer = answer.strip()
     return Step("idle", (fit(answer, MAX_CHAT_CHARS) if answer else fallback,))
