@@ -13,12 +13,16 @@ from snapreport.session.model import STATES
 from snapreport.workflow.texts import LANGUAGES, load_texts, placeholders
 
 WORKFLOW_DIR = Path(snapreport.workflow.__file__).parent
-_KEY_IN_CODE = re.compile(r"""(?:say|_say)\(\s*"([a-z_]+(?:\.[a-z_]+)*)"|"([a-z]+\.[a-z_]+)\"""")
+# where texts are looked up: the dialogue, and the channel that speaks for itself
+CODE_DIRS = (WORKFLOW_DIR, WORKFLOW_DIR.parent / "channels" / "wecom")
+_KEY_IN_CODE = re.compile(
+    r"""(?:say|_say|_texts|texts)\(\s*"([a-z_]+(?:\.[a-z_]+)*)"|"([a-z]+\.[a-z_]+)\""""
+)
 
 
 def _keys_used_in_code() -> set[str]:
     keys: set[str] = set()
-    for path in WORKFLOW_DIR.rglob("*.py"):
+    for path in (p for d in CODE_DIRS for p in d.rglob("*.py")):
         for match in _KEY_IN_CODE.finditer(path.read_text(encoding="utf-8")):
             key = match[1] or match[2]
             if not key.startswith("snapreport."):  # a logger or module name, not a text
@@ -38,6 +42,7 @@ def test_both_languages_have_the_same_keys_and_placeholders() -> None:
 def test_every_key_the_code_uses_exists(language: str) -> None:
     used = _keys_used_in_code()
     assert "summary.no_description" in used  # the scan does find keys
+    assert "wecom.image.too_large" in used
     missing = used - load_texts(language).keys()
     assert not missing
 

@@ -1,4 +1,5 @@
-"""Reply texts, one JSON file per language under ``texts/`` (zh-CN is the default).
+"""Every text a user reads, one JSON file per language under ``texts/`` (zh-CN is the default):
+the dialogue's replies and what a channel says itself (keys ``wecom.*``).
 
 Each file maps a key to a template with ``{placeholders}``; both files have the same keys and
 the same placeholders per key (a test checks it). Files are read when first asked for.
@@ -37,6 +38,12 @@ class Texts:
 
     def template(self, key: str) -> str:
         return self._table[key]
+
+    def duration(self, seconds: float) -> str:
+        """A time span as people say it: minutes from two minutes up, else seconds."""
+        if seconds >= 120:
+            return self("duration.minutes", n=round(seconds / 60))
+        return self("duration.seconds", n=max(1, round(seconds)))
 
 
 def placeholders(template: str) -> frozenset[str]:

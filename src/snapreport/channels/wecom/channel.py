@@ -28,7 +28,6 @@ from snapreport.channels.wecom.messages import (
     TextMessage,
 )
 from snapreport.channels.wecom.pacing import SendPacer
-from snapreport.channels.wecom.texts import say
 from snapreport.errors import (
     ImageTooLarge,
     InvalidImage,
@@ -41,6 +40,7 @@ from snapreport.logs import get_logger
 from snapreport.timers.base import ExpiryTimers
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, TextEvent
 from snapreport.workflow.incident import IncidentAssistant
+from snapreport.workflow.texts import load_texts
 
 log = get_logger(__name__)
 
@@ -107,6 +107,7 @@ class WeComChannel:
         self._drain_seconds = drain_seconds
         self._dedupe_prefix = f"wecom:seen:{corp_id}:"
         self._language = assistant.language
+        self._texts = load_texts(self._language)
         self.notifier = ExpiryNotifier(
             timers,
             assistant.engine,
@@ -165,10 +166,10 @@ class WeComChannel:
                 text = await self._answer(message)
             except SnapreportError as exc:
                 log.warning("wecom_message_failed", msg_type=message.header.msg_type, code=exc.code)
-                text = say(self._language, "busy")
+                text = self._texts("wecom.busy")
             except Exception:
                 log.exception("wecom_message_failed", msg_type=message.header.msg_type)
-                text = say(self._language, "busy")
+                text = self._texts("wecom.busy")
             if not text:
                 return
             try:
@@ -181,7 +182,7 @@ class WeComChannel:
         if isinstance(message, EventMessage):
             return None  # entering the app, menu clicks...: not something the user said
         if isinstance(message, OtherMessage):
-            return say(self._language, "unsupported")
+            return self._texts("wecom.unsupported")
         event = await self._event(message)
         if isinstance(event, str):
             return event
@@ -203,10 +204,10 @@ class WeComChannel:
         try:
             data, mime = await self.client.media_get(message.media_id)
         except ImageTooLarge:
-            return say(self._language, "image.too_large")
+            return self._texts("wecom.image.too_large")
         except InvalidImage:
-            return say(self._language, "image.unsupported")
+            return self._texts("wecom.image.unsupported")
         except (MediaNotFound, WeComUnavailable) as exc:
             log.warning("wecom_media_get_failed", code=exc.code, error=exc.message)
-            return say(self._language, "image.unavailable")
+            return self._texts("wecom.image.unavailable")
         return ImageEvent(data, mime)

@@ -23,12 +23,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from snapreport.channels.wecom.texts import duration, say
 from snapreport.errors import SnapreportError
 from snapreport.logs import get_logger
 from snapreport.session.engine import SessionEngine
 from snapreport.session.model import ExpiredSession, State
 from snapreport.timers.base import ExpiryTimers
+from snapreport.workflow.texts import load_texts
 
 log = get_logger(__name__)
 
@@ -42,10 +42,11 @@ SLACK_SECONDS: Final = 0.5
 
 def notice_text(expired: ExpiredSession, *, ttl_seconds: float, language: str) -> str:
     """The notice for a session that expired in ``expired.state``."""
-    lapse = duration(ttl_seconds, language)
+    texts = load_texts(language)
+    lapse = texts.duration(ttl_seconds)
     if expired.state == "waiting_close_photo":
-        return say(language, "notice.close", duration=lapse, number=expired.slots.order_id or "-")
-    return say(language, "notice.report", duration=lapse)
+        return texts("wecom.notice.close", duration=lapse, number=expired.slots.order_id or "-")
+    return texts("wecom.notice.report", duration=lapse)
 
 
 class _StillLive(Exception):
@@ -89,7 +90,7 @@ class ExpiryNotifier:
             try:
                 await self.run_once()
             except Exception:
-                log.exception("expiry notices: a polling round failed")
+                log.exception("expiry_poll_failed")
             # a driver may turn the cancellation into an error of its own, which the round
             # then logs: the task's cancelling count still says we were asked to stop
             if task is not None and task.cancelling():
