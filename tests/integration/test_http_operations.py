@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import structlog
 
 from snapreport.logs import configure_logging
+from snapreport.session.model import USER_ID_PATTERN
 from tests.harness.clock import FakeClock
 from tests.harness.redis_server import RedisServer
 from tests.integration.http_kit import (
@@ -97,6 +99,8 @@ async def test_the_web_page_is_served(tmp_path: Path) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "app.js" in page.text
+    rule = f'<meta name="snapreport-user-id-pattern" content="{html.escape(USER_ID_PATTERN)}">'
+    assert rule in page.text  # the web page takes the user-id rule from the server
     assert script.status_code == 200
     assert style.status_code == 200
     assert missing.status_code == 404

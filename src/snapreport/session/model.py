@@ -23,7 +23,9 @@ _STATE_SET: Final[frozenset[str]] = frozenset(STATES)
 MAX_USER_ID_CHARS: Final = 64
 MAX_SLOT_CHARS: Final = 4000
 MAX_CHOICES: Final = 100
-_USER_ID = re.compile(r"[A-Za-z0-9_.@:\-]{1,64}")
+# the ONE user-id rule: the API's schemas and the web page (given it by the server) use it too
+USER_ID_PATTERN: Final = rf"^[A-Za-z0-9_.@:-]{{1,{MAX_USER_ID_CHARS}}}$"
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 def check_user_id(user_id: object) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import html
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
@@ -37,10 +38,12 @@ from snapreport.channels.wecom import callback as wecom_callback
 from snapreport.config import Settings
 from snapreport.logs import configure_logging, get_logger
 from snapreport.metrics import Metrics
+from snapreport.session.model import USER_ID_PATTERN
 
 log = get_logger("snapreport.http")
 
 STATIC_DIR: Final = Path(__file__).resolve().parent.parent / "web" / "static"
+USER_ID_PLACEHOLDER: Final = "{{user_id_pattern}}"
 SWEEP_INTERVAL_SECONDS: Final = 5.0
 # Python collects its youngest generation every 700 net allocations of container objects. A
 # server with hundreds of requests in flight has that many live frames, dicts and coroutines
@@ -198,11 +201,15 @@ def _claim_ttl(settings: Settings) -> float:
 
 
 def _serve_web_page(app: FastAPI) -> None:
-    index = STATIC_DIR / "index.html"
+    """The page, with the server's user-id rule filled in (the script reads it from there)."""
+    page: list[str] = []
 
     @app.get("/", include_in_schema=False)
-    async def web_page() -> FileResponse:
-        return FileResponse(index, media_type="text/html; charset=utf-8")
+    async def web_page() -> HTMLResponse:
+        if not page:
+            text = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+            page.append(text.replace(USER_ID_PLACEHOLDER, html.escape(USER_ID_PATTERN)))
+        return HTMLResponse(page[0])
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 

@@ -7,7 +7,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-USER_ID_PATTERN: Final = r"^[A-Za-z0-9_.@:-]{1,64}$"
+from snapreport.session.model import USER_ID_PATTERN as USER_ID_PATTERN  # the one rule
+
 MESSAGE_ID_PATTERN: Final = r"^[!-~]{1,128}$"  # visible ASCII: uuids, WeCom MsgIds, ...
 MAX_TEXT_CHARS: Final = 2000
 MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024

@@ -5,7 +5,10 @@ import { ApiError, authHeaders, callApi, newMessageId } from "./api.js";
 import { format, pickTexts } from "./texts.js";
 
 const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp"];
-const USER_ID_PATTERN = /^[A-Za-z0-9_.@:-]{1,64}$/;
+// the server's user-id rule, filled into the page by the server (one rule, not a copy)
+const USER_ID_PATTERN = new RegExp(
+  document.querySelector('meta[name="snapreport-user-id-pattern"]').content,
+);
 const STORAGE = { userId: "snapreport.userId", token: "snapreport.token" };
 
 const QUICK_REPLIES = {
