@@ -78,16 +78,16 @@ class MediaSettings(BaseModel):
     max_decodes: int = Field(2, ge=1, le=64)
     decode_wait_seconds: float = Field(5.0, ge=0)
 
-
-class HttpSettings(BaseModel):
-    body_timeout_seconds: float = Field(30.0, gt=0)
-    admin_max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
-
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> MediaSettings:
         if self.backend == "s3" and not self.bucket:
             raise ValueError("SNAPREPORT_MEDIA__BUCKET is required for the s3 media backend")
         return self
+
+
+class HttpSettings(BaseModel):
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    admin_max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
 
 
 class OrdersSettings(BaseModel):
