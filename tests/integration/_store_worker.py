@@ -30,7 +30,11 @@ BIG = "x" * 3000
 def open_store(args: argparse.Namespace) -> SessionStore:
     if args.backend == "sqlite":
         return SqliteSessionStore(args.target, lock_ttl=args.lock_ttl)
-    return RedisSessionStore.from_url(args.target, prefix=args.prefix, lock_ttl=args.lock_ttl)
+    # 200 turns at once from each of four processes open many connections together: on a
+    # loaded 2-core machine a connect can take longer than the production default allows
+    return RedisSessionStore.from_url(
+        args.target, prefix=args.prefix, lock_ttl=args.lock_ttl, connect_timeout=30.0
+    )
 
 
 def say(line: str) -> None:
