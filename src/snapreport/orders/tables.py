@@ -1,4 +1,5 @@
-"""The orders schema: alarms, their work orders, each order's event log, per-day counters.
+"""The orders schema: alarms, their work orders, each order's event log and source messages,
+per-day counters.
 
 Migrations in ``migrations/versions/`` create exactly these tables; a test compares the two.
 Every timestamp is stored and returned timezone-aware, in UTC.
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -30,6 +32,8 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 USER_ID_LENGTH = 128
 MEDIA_KEY_LENGTH = 512
+CHANNEL_LENGTH = 32
+MESSAGE_ID_LENGTH = 128
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -124,6 +128,30 @@ class OrderEventRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
     detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OrderSourceRow(Base):
+    """The message that created or closed a work order: one row per (channel, user, message).
+
+    A retried message finds its row (the unique constraint) and answers with that order
+    instead of writing a second one.
+    """
+
+    __tablename__ = "order_sources"
+    __table_args__ = (
+        UniqueConstraint(
+            "channel", "user_id", "message_id", name="uq_order_sources_channel_user_message"
+        ),
+        CheckConstraint("action IN ('create', 'close')", name="action"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(CHANNEL_LENGTH))
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH))
+    action: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[int] = mapped_column(Id, ForeignKey("work_orders.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
