@@ -6,6 +6,7 @@ import asyncio
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from snapreport.errors import (
     OrderNotFound,
     StoreUnavailable,
 )
-from snapreport.orders.base import NewReport, Order, OrderRepository
+from snapreport.orders.base import MessageKey, NewReport, Order, OrderRepository
 from snapreport.orders.database import parse_url
 from snapreport.orders.migrations import VERSION_TABLE, current_revision, head_revision
 from snapreport.orders.repository import SqlOrderRepository
@@ -32,7 +33,14 @@ from tests.harness.clock import FakeClock
 from tests.harness.postgres_server import fresh_database, start_postgres
 
 BACKENDS = ["sqlite", "postgresql"]
-TABLES = {"alarms", "work_orders", "order_events", "order_counters", VERSION_TABLE}
+TABLES = {
+    "alarms",
+    "work_orders",
+    "order_events",
+    "order_sources",
+    "order_counters",
+    VERSION_TABLE,
+}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -354,6 +362,68 @@ class TestOrderRepositoryContract:
         assert len(closes) == 1
         assert closes[0].actor == winners[0].closed_by
         assert await repo.get(created.number) == winners[0]
+
+    async def test_a_message_creates_at_most_one_order(self, repo: SqlOrderRepository) -> None:
+        message = MessageKey("api", "alice", "m-1")
+        keyed = replace(leak(), message=message)
+        results = await asyncio.gather(*(repo.create(keyed) for _ in range(6)))
+        assert len({order.number for order in results}) == 1
+        again = await repo.create(keyed)
+        assert again == results[0]
+        assert len(await repo.list()) == 1
+        assert await repo.written_by(message) == ("create", again)
+        created = [e for e in await repo.events(again.number) if e.kind == "created"]
+        assert len(created) == 1
+
+    async def test_message_keys_differ_by_channel_user_and_id(
+        self, repo: SqlOrderRepository
+    ) -> None:
+        keys = [
+            MessageKey("api", "alice", "m-1"),
+            MessageKey("wecom", "alice", "m-1"),
+            MessageKey("api", "bob", "m-1"),
+            MessageKey("api", "alice", "m-2"),
+        ]
+        orders = [await repo.create(replace(leak(), message=key)) for key in keys]
+        assert len({order.number for order in orders}) == 4
+        unkeyed = [await repo.create(leak()) for _ in range(2)]
+        assert unkeyed[0].number != unkeyed[1].number
+        assert await repo.written_by(MessageKey("api", "alice", "m-3")) is None
+
+    async def test_a_message_closes_at_most_once_and_its_retry_gets_that_close(
+        self, repo: SqlOrderRepository
+    ) -> None:
+        created = await repo.create(leak("alice"))
+        message = MessageKey("api", "alice", "c-1")
+
+        async def close() -> Order:
+            return await repo.close(
+                created.number, by="alice", close_image_key=None, verified=True,
+                note="fixed", forced=False, message=message,
+            )  # fmt: skip
+
+        closed = await close()
+        assert await close() == closed  # not OrderAlreadyClosed: it is this message's close
+        assert await repo.written_by(message) == ("close", closed)
+        closes = [e for e in await repo.events(created.number) if e.kind == "closed"]
+        assert len(closes) == 1
+        with pytest.raises(OrderAlreadyClosed):
+            await repo.close(
+                created.number, by="alice", close_image_key=None, verified=True,
+                note="again", forced=False, message=MessageKey("api", "alice", "c-2"),
+            )  # fmt: skip
+
+    async def test_a_message_key_used_for_the_other_action_is_refused(
+        self, repo: SqlOrderRepository
+    ) -> None:
+        message = MessageKey("api", "alice", "m-1")
+        created = await repo.create(replace(leak("alice"), message=message))
+        with pytest.raises(InvalidInput, match="m-1"):
+            await repo.close(
+                created.number, by="alice", close_image_key=None, verified=None,
+                note="", forced=False, message=message,
+            )  # fmt: skip
+        assert (await repo.get(created.number)).status == "open"
 
     async def test_fifty_concurrent_creates_get_fifty_distinct_numbers(
         self, repo: SqlOrderRepository

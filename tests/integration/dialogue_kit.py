@@ -20,7 +20,15 @@ from PIL import Image
 from snapreport.config import DEFAULT_ALARM_TYPES
 from snapreport.errors import StoreUnavailable
 from snapreport.media.local import LocalMediaStore
-from snapreport.orders.base import NewReport, Order, OrderEvent, OrderRepository, OrderStatus
+from snapreport.orders.base import (
+    MessageKey,
+    NewReport,
+    Order,
+    OrderAction,
+    OrderEvent,
+    OrderRepository,
+    OrderStatus,
+)
 from snapreport.orders.repository import SqlOrderRepository
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.model import Session, State
@@ -229,6 +237,7 @@ class FlakyOrders:
         verified: bool | None,
         note: str,
         forced: bool,
+        message: MessageKey | None = None,
     ) -> Order:
         self._check("close")
         return await self.inner.close(
@@ -238,7 +247,12 @@ class FlakyOrders:
             verified=verified,
             note=note,
             forced=forced,
+            message=message,
         )
+
+    async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
+        self._check("written_by")
+        return await self.inner.written_by(message)
 
     async def record_event(self, number: str, *, kind: str, actor: str, detail: str) -> None:
         self._check("record_event")

@@ -4,6 +4,12 @@ Order numbers are human-friendly (e.g. ``WO-20261124-0001``). Only the reporter 
 assignee may close an order (``NotOrderOwner``); a closed order cannot be closed again
 (``OrderAlreadyClosed``); an unknown number raises ``OrderNotFound``. Adapters convert driver
 errors into ``StoreUnavailable``.
+
+Exactly once per message: a create or close given a ``MessageKey`` (channel, user, message id)
+is written at most once for that key. Asked again with the same key, ``create`` and ``close``
+answer with the order the first call wrote, writing nothing (a retried message whose first
+attempt wrote its order and then failed). A key already used for the other action is refused
+(``InvalidInput``). Calls without a key are not deduplicated.
 """
 
 from __future__ import annotations
@@ -14,6 +20,16 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 OrderStatus = Literal["open", "closed"]
+OrderAction = Literal["create", "close"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageKey:
+    """Where a write came from: the channel, the user and the channel's id of the message."""
+
+    channel: str
+    user_id: str
+    message_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +44,7 @@ class NewReport:
     confidence: float | None = None
     assignee: str | None = None
     source: str = "chat"
+    message: MessageKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +84,8 @@ class OrderRepository(Protocol):
     """Alarms and work orders."""
 
     async def create(self, report: NewReport) -> Order:
-        """Create an alarm and its open work order, logging a ``created`` event."""
+        """Create an alarm and its open work order, logging a ``created`` event; with
+        ``report.message``, the order that message created if there is one."""
         ...
 
     async def get(self, number: str) -> Order: ...
@@ -104,8 +122,15 @@ class OrderRepository(Protocol):
         verified: bool | None,
         note: str,
         forced: bool,
+        message: MessageKey | None = None,
     ) -> Order:
-        """Close an open order of ``by``'s, logging a ``closed`` event."""
+        """Close an open order of ``by``'s, logging a ``closed`` event; with ``message``, the
+        order that message closed if there is one."""
+        ...
+
+    async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
+        """What the message did (``create`` or ``close``) and that order as it is now; None if
+        it wrote nothing."""
         ...
 
     async def record_event(self, number: str, *, kind: str, actor: str, detail: str) -> None:

@@ -4,7 +4,10 @@ Every public method is one transaction. Rules that must hold under concurrency a
 by the database, not by a read-then-write in Python: order numbers come from a per-day counter
 row bumped by an upsert in the creating transaction, and ``close`` is a conditional ``UPDATE
 ... WHERE status = 'open' AND <by is reporter or assignee>``, so of two concurrent closes
-exactly one wins. Driver errors become ``StoreUnavailable``; messages never show a password.
+exactly one wins. A create or close that names its message writes an ``order_sources`` row in
+the same transaction; the row's unique key (channel, user, message id) makes a second write
+for that message impossible, and the retry reads the first one's order instead. Driver errors
+become ``StoreUnavailable``; messages never show a password.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import UTC, datetime
 from alembic.util.exc import CommandError
 from sqlalchemy import ColumnElement, Select, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -32,7 +35,15 @@ from snapreport.errors import (
     SnapreportError,
     StoreUnavailable,
 )
-from snapreport.orders.base import NewReport, Order, OrderEvent, OrderStatus
+from snapreport.logs import get_logger
+from snapreport.orders.base import (
+    MessageKey,
+    NewReport,
+    Order,
+    OrderAction,
+    OrderEvent,
+    OrderStatus,
+)
 from snapreport.orders.database import (
     create_orders_engine,
     enable_wal,
@@ -43,15 +54,20 @@ from snapreport.orders.database import (
 from snapreport.orders.migrations import migration_lock, upgrade_to_head
 from snapreport.orders.numbering import day_key, format_number, normalize_number
 from snapreport.orders.tables import (
+    CHANNEL_LENGTH,
     MEDIA_KEY_LENGTH,
+    MESSAGE_ID_LENGTH,
     USER_ID_LENGTH,
     AlarmRow,
     OrderCounterRow,
     OrderEventRow,
+    OrderSourceRow,
     WorkOrderRow,
 )
 
 Clock = Callable[[], float]
+
+log = get_logger("snapreport.orders")
 
 MAX_LIST_LIMIT = 1000
 _LIMITS = {
@@ -64,7 +80,14 @@ _LIMITS = {
     "kind": 32,
     "image_key": MEDIA_KEY_LENGTH,
     "close_image_key": MEDIA_KEY_LENGTH,
+    "channel": CHANNEL_LENGTH,
+    "user_id": USER_ID_LENGTH,
+    "message_id": MESSAGE_ID_LENGTH,
 }
+
+
+class _MessageSeen(Exception):  # never leaves this module
+    """The ``order_sources`` unique key refused a row: the message already wrote its order."""
 
 
 def _check(field: str, value: str | None, *, required: bool = True) -> None:
@@ -101,6 +124,29 @@ def _to_order(row: WorkOrderRow) -> Order:
         close_note=row.close_note,
         forced=row.forced,
     )
+
+
+def _check_message(message: MessageKey | None) -> None:
+    if message is not None:
+        for field in ("channel", "user_id", "message_id"):
+            _check(field, getattr(message, field))
+
+
+def _replayed(wanted: OrderAction, message: MessageKey, action: str, row: WorkOrderRow) -> Order:
+    """The order a message already wrote, if it wrote it by the ``wanted`` action."""
+    if action != wanted:
+        raise InvalidInput(
+            f"message {message.message_id!r} of {message.user_id!r} already did "
+            f"{action} on work order {row.number}; send new messages with new ids"
+        )
+    log.info(
+        "order_write_replayed",
+        action=action,
+        number=row.number,
+        channel=message.channel,
+        message_id=message.message_id,
+    )
+    return _to_order(row)
 
 
 def _is_owner(user_id: str) -> ColumnElement[bool]:
@@ -167,16 +213,29 @@ class SqlOrderRepository:
     # -- the port --------------------------------------------------------------------------
 
     async def create(self, report: NewReport) -> Order:
-        """Create an alarm and its open work order, logging a ``created`` event."""
+        """Create an alarm and its open work order, logging a ``created`` event; with
+        ``report.message``, the order that message created if there is one."""
         for field in ("reporter", "alarm_type", "source"):
             _check(field, getattr(report, field))
         _check("assignee", report.assignee, required=False)
         _check("image_key", report.image_key, required=False)
+        _check_message(report.message)
         if report.confidence is not None and not math.isfinite(report.confidence):
             raise InvalidInput("confidence must be a finite number")
+        try:
+            return await self._create(report)
+        except _MessageSeen:
+            assert report.message is not None
+            return await self._replay("create", report.message)
+
+    async def _create(self, report: NewReport) -> Order:
         now = self._now()
         day = day_key(now)
         async with self._write("creating a work order") as session:
+            if report.message is not None:
+                found = await self._source(session, report.message)
+                if found is not None:
+                    return _replayed("create", report.message, *found)
             sequence = await self._next_sequence(session, day)
             alarm = AlarmRow(
                 alarm_type=report.alarm_type,
@@ -205,6 +264,7 @@ class SqlOrderRepository:
                     order_id=row.id, kind="created", actor=report.reporter, detail=detail, at=now
                 )
             )
+            await self._add_source(session, report.message, "create", row.id, now)
             return _to_order(row)
 
     async def get(self, number: str) -> Order:
@@ -264,10 +324,38 @@ class SqlOrderRepository:
         verified: bool | None,
         note: str,
         forced: bool,
+        message: MessageKey | None = None,
     ) -> Order:
-        """Close an open order of ``by``'s, logging a ``closed`` event."""
+        """Close an open order of ``by``'s, logging a ``closed`` event; with ``message``, the
+        order that message closed if there is one."""
         _check("by", by)
         _check("close_image_key", close_image_key, required=False)
+        _check_message(message)
+        try:
+            return await self._close(
+                number,
+                by=by,
+                close_image_key=close_image_key,
+                verified=verified,
+                note=note,
+                forced=forced,
+                message=message,
+            )
+        except _MessageSeen:
+            assert message is not None
+            return await self._replay("close", message)
+
+    async def _close(
+        self,
+        number: str,
+        *,
+        by: str,
+        close_image_key: str | None,
+        verified: bool | None,
+        note: str,
+        forced: bool,
+        message: MessageKey | None,
+    ) -> Order:
         wanted = normalize_number(number)
         now = self._now()
         statement = (
@@ -286,6 +374,10 @@ class SqlOrderRepository:
             .execution_options(synchronize_session=False)
         )
         async with self._write("closing a work order") as session:
+            if message is not None:
+                found = await self._source(session, message)
+                if found is not None:
+                    return _replayed("close", message, *found)
             closed_id = (await session.execute(statement)).scalar_one_or_none()
             if closed_id is None:
                 # Nothing matched: say precisely why (seen after any concurrent close).
@@ -296,8 +388,20 @@ class SqlOrderRepository:
             session.add(
                 OrderEventRow(order_id=closed_id, kind="closed", actor=by, detail=detail, at=now)
             )
+            await self._add_source(session, message, "close", closed_id, now)
             row = await self._find(session, wanted)
             return _to_order(row)
+
+    async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
+        """What the message did (``create`` or ``close``) and that order as it is now; None if
+        it wrote nothing."""
+        _check_message(message)
+        async with self._read("reading a message's work order") as session:
+            found = await self._source(session, message)
+        if found is None:
+            return None
+        action: OrderAction = "create" if found[0] == "create" else "close"
+        return action, _to_order(found[1])
 
     async def record_event(self, number: str, *, kind: str, actor: str, detail: str) -> None:
         """Append to an order's event log (e.g. a close photo that was not accepted)."""
@@ -363,6 +467,58 @@ class SqlOrderRepository:
         return sequence
 
     @staticmethod
+    async def _source(
+        session: AsyncSession, message: MessageKey
+    ) -> tuple[str, WorkOrderRow] | None:
+        """The action a message took and its order (read fresh), or None."""
+        query = (
+            select(OrderSourceRow.action, WorkOrderRow)
+            .join(WorkOrderRow, OrderSourceRow.order_id == WorkOrderRow.id)
+            .where(
+                OrderSourceRow.channel == message.channel,
+                OrderSourceRow.user_id == message.user_id,
+                OrderSourceRow.message_id == message.message_id,
+            )
+            .execution_options(populate_existing=True)
+        )
+        found = (await session.execute(query)).first()
+        return None if found is None else (found[0], found[1])
+
+    @staticmethod
+    async def _add_source(
+        session: AsyncSession,
+        message: MessageKey | None,
+        action: OrderAction,
+        order_id: int,
+        now: datetime,
+    ) -> None:
+        """Record which message wrote the order; ``_MessageSeen`` if it already wrote one."""
+        if message is None:
+            return
+        session.add(
+            OrderSourceRow(
+                channel=message.channel,
+                user_id=message.user_id,
+                message_id=message.message_id,
+                action=action,
+                order_id=order_id,
+                at=now,
+            )
+        )
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            raise _MessageSeen from exc
+
+    async def _replay(self, wanted: OrderAction, message: MessageKey) -> Order:
+        """After a concurrent write with the same key won: the order it wrote."""
+        async with self._read("reading a message's work order") as session:
+            found = await self._source(session, message)
+        if found is None:  # the unique key refused our row, so the row exists
+            raise StoreUnavailable("the orders database lost a committed message key")
+        return _replayed(wanted, message, *found)
+
+    @staticmethod
     async def _find(session: AsyncSession, number: str) -> WorkOrderRow:
         wanted = normalize_number(number)
         query = select(WorkOrderRow).where(WorkOrderRow.number == wanted)
@@ -384,7 +540,7 @@ class SqlOrderRepository:
     async def _guard(self, action: str) -> AsyncIterator[None]:
         try:
             yield
-        except SnapreportError:
+        except (SnapreportError, _MessageSeen):
             raise
         except (DBAPIError, PoolTimeout, OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(

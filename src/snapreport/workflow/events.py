@@ -46,6 +46,16 @@ Event = TextEvent | ImageEvent | LocationEvent
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message came from: the channel's name and its id of the message (the HTTP API's
+    ``message_id``, WeCom's ``MsgId``). The orders store writes at most one order (or close)
+    per origin and user, so a retried message cannot file twice."""
+
+    channel: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """One message back to the user (``type`` is "text" for now)."""
 

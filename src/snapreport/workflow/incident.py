@@ -19,9 +19,12 @@ Order of work within a turn, and what a failure leaves behind:
    the store fails (``StoreUnavailable``), the error propagates, the turn is rolled back and
    nothing of it is kept except the stored photo; the channel answers with an error and the
    user can simply send the message again. If the orders write succeeded but saving the session
-   then fails (the session store went away, or the lock was lost), the order exists while the
-   session still shows the report pending: a repeated confirmation would file it twice, which
-   is why channels deduplicate retried messages (``message_id``, WeCom's ``MsgId``).
+   then fails (the session store went away, the lock was lost, the process died), the order
+   exists while the session still shows the report or close pending. The message's ``Origin``
+   (channel and message id) keys each create and close in the orders store, so when the same
+   message comes again the store answers with the order it already wrote, the reply is the
+   one the first attempt would have given, and the session moves on to ``idle``. A message
+   without an origin has no such key: sent again, it is handled again (at least once).
 5. The replies are recorded in history and returned with the new state and the order the turn
    created or closed.
 """
@@ -43,13 +46,21 @@ from snapreport.errors import (
     UnsupportedImageType,
 )
 from snapreport.media.base import CheckedImage, MediaStore
-from snapreport.orders.base import OrderRepository
+from snapreport.orders.base import MessageKey, OrderRepository
 from snapreport.session.engine import SessionEngine
 from snapreport.session.history import ImagePart, Part, TextPart
 from snapreport.session.model import Session, Slots
 from snapreport.vision.base import VisionModel
 from snapreport.workflow.commands import parse, pick_choice
-from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, Reply, TextEvent
+from snapreport.workflow.events import (
+    Event,
+    ImageEvent,
+    LocationEvent,
+    Origin,
+    Outcome,
+    Reply,
+    TextEvent,
+)
 from snapreport.workflow.handlers.context import (
     MAX_LOCATION_CHARS,
     Context,
@@ -121,28 +132,30 @@ class IncidentAssistant:
     def catalog(self) -> tuple[str, ...]:
         return self._services.catalog
 
-    async def handle(self, user_id: str, event: Event) -> Outcome:
-        """Handle one user message within one session turn and answer it.
+    async def handle(self, user_id: str, event: Event, origin: Origin | None = None) -> Outcome:
+        """Handle one user message within one session turn and answer it. With ``origin``,
+        the orders it writes are keyed by it: sent again, it answers with the same order.
 
         Raises what the session engine raises (``InvalidUserId``, ``SessionBusy``,
         ``StoreUnavailable``, ``LockLost``) and what the ports raise besides the refusals the
         dialogue answers itself (``StoreUnavailable`` of orders, ``MediaUnavailable``); the
         turn is then rolled back.
         """
+        message = None if origin is None else MessageKey(origin.channel, user_id, origin.message_id)
         try:
             async with self.engine.turn(user_id) as session:
-                return await self._handle(session, event)
+                return await self._handle(session, event, message)
         except _Unchanged as unchanged:
             return unchanged.outcome
 
-    async def _handle(self, session: Session, event: Event) -> Outcome:
+    async def _handle(self, session: Session, event: Event, message: MessageKey | None) -> Outcome:
         notices: tuple[str, ...] = ()
         if session.expired_from is not None:
             notices = await self._expiry_notice(session)
         try:
             incoming = await self._receive(session, event)
             session.history.add_user(incoming.content)
-            step = await self._dispatch(session, incoming)
+            step = await self._dispatch(session, incoming, message)
         except Rejected as rejected:
             if session.expired_from is None:
                 raise _Unchanged(Outcome((Reply(rejected.reply),), session.state)) from None
@@ -161,7 +174,9 @@ class IncidentAssistant:
         step = await found.handler(Context(self._services, session, "expired"))
         return step.replies
 
-    async def _dispatch(self, session: Session, incoming: _Incoming) -> Step:
+    async def _dispatch(
+        self, session: Session, incoming: _Incoming, message: MessageKey | None
+    ) -> Step:
         source = session.state
         trigger, found = route(self._routes, source, incoming.trigger)
         # a numbered list answers only the message right after it
@@ -176,6 +191,7 @@ class IncidentAssistant:
             upload=incoming.upload,
             place=incoming.place,
             choices=choices,
+            message=message,
         )
         step = await found.handler(ctx)
         self._check_move(found, source, trigger, step)

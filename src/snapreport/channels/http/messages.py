@@ -46,10 +46,18 @@ from snapreport.errors import (
     UnsupportedMediaType,
 )
 from snapreport.logs import bind
-from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
+from snapreport.workflow.events import (
+    Event,
+    ImageEvent,
+    LocationEvent,
+    Origin,
+    Outcome,
+    TextEvent,
+)
 
 router = APIRouter()
 _JSON = "application/json"
+CHANNEL = "api"  # orders written by a message of this API are keyed ("api", user, message_id)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 413, 415, 422, 429, 503)
@@ -190,7 +198,8 @@ async def _turn(state: HttpState, parsed: _Parsed) -> bytes:
             caption=event.caption,
             preview=checked.preview,
         )
-    outcome = await state.app.assistant.handle(parsed.user_id, event)
+    origin = None if parsed.message_id is None else Origin(CHANNEL, parsed.message_id)
+    outcome = await state.app.assistant.handle(parsed.user_id, event, origin)
     state.metrics.turn(outcome.state)
     return _encode(_answer(parsed.message_id, outcome))
 

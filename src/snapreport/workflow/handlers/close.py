@@ -2,7 +2,9 @@
 
 Closing is the last act of its turn, so a failing orders store (``StoreUnavailable``) rolls
 the whole turn back and the close stays pending. Refusals the store reports on purpose (not
-found, already closed, not the user's) become replies.
+found, already closed, not the user's) become replies. A close is keyed by its message: a
+message that already closed its order (its turn failed after the write) gets that close's
+reply again, without asking the model or writing anything.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ def _begin_close(ctx: Context, order: Order) -> Step:
 
 async def check_close_photo(ctx: Context) -> Step:
     """A photo of the fixed scene: resolved → closed; not resolved → say why and stay."""
+    done = await _closed_by_this_message(ctx)
+    if done is not None:
+        return done
     upload = ctx.require_upload()
     slots = ctx.slots
     slots.close_image_key = upload.stored.key
@@ -121,6 +126,24 @@ async def check_close_photo(ctx: Context) -> Step:
         detail=f"photo {upload.stored.key} not accepted: {note}",
     )
     return Step("waiting_close_photo", (ctx.say("close.not_resolved", note=shown_note),))
+
+
+async def _closed_by_this_message(ctx: Context) -> Step | None:
+    """The reply of the close this very message already made, if it made one."""
+    if ctx.message is None:
+        return None
+    found = await ctx.services.orders.written_by(ctx.message)
+    if found is None or found[0] != "close":
+        return None
+    order = found[1]
+    if order.forced:
+        reply = ctx.say("close.closed_forced", number=order.number)
+    elif order.close_verified:
+        note = order.close_note or ctx.say("close.no_note")
+        reply = ctx.say("close.closed_verified", number=order.number, note=note)
+    else:
+        reply = ctx.say("close.closed_unverified", number=order.number)
+    return Step("idle", (reply,), order)
 
 
 async def _verify(ctx: Context, upload: Upload) -> Verification | None:
@@ -176,6 +199,7 @@ async def _close(
             verified=verified,
             note=note,
             forced=forced,
+            message=ctx.message,
         )
     except OrderNotFound:
         return Step("idle", (ctx.say("close.not_found", number=number),))

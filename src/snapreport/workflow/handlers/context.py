@@ -15,7 +15,7 @@ from typing import Final
 from snapreport.errors import VisionUnavailable
 from snapreport.logs import get_logger
 from snapreport.media.base import MediaStore, StoredImage
-from snapreport.orders.base import Order, OrderRepository
+from snapreport.orders.base import MessageKey, Order, OrderRepository
 from snapreport.session.model import Session, Slots, State
 from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, PreparedImage, VisionModel
 from snapreport.workflow.texts import Texts
@@ -71,6 +71,7 @@ class Context:
     upload: Upload | None = None
     place: str | None = None  # a location event, as the location slot would keep it
     choices: tuple[str, ...] = ()  # the numbered list the previous reply offered, if any
+    message: MessageKey | None = None  # keys the orders this message writes (exactly once)
 
     @property
     def user_id(self) -> str:

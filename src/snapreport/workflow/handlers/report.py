@@ -117,6 +117,8 @@ async def submit(ctx: Context) -> Step:
 
     This is the turn's last act, so a failing orders store (``StoreUnavailable``) leaves the
     whole turn rolled back and the report still pending: the user can simply confirm again.
+    The order is keyed by the message: if this message already created it (its turn failed
+    after the write), the store answers with that order and the reply is the same.
     """
     slots = ctx.slots
     order = await ctx.services.orders.create(
@@ -127,6 +129,7 @@ async def submit(ctx: Context) -> Step:
             description=slots.analysis,
             image_key=slots.image_key or None,
             confidence=slots.confidence,
+            message=ctx.message,
         )
     )
     reply = ctx.say(
