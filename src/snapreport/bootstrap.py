@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from snapreport.app import App
 from snapreport.config import Settings
 from snapreport.kv.base import KeyValueStore
+from snapreport.kv.keys import key_of
 from snapreport.media.base import MediaStore
 from snapreport.metrics import Metrics, TimedVision
 from snapreport.orders.base import OrderRepository
@@ -64,11 +65,15 @@ def build_session_store(
     if s.backend == "sqlite":
         from snapreport.session.stores.sqlite import SqliteSessionStore
 
-        return SqliteSessionStore(sqlite_session_path(settings), clock=clock)
+        return SqliteSessionStore(
+            sqlite_session_path(settings), clock=clock, lock_ttl=s.lock_ttl_seconds
+        )
     if redis is not None:
         from snapreport.session.stores.redis import RedisSessionStore
 
-        return RedisSessionStore(redis, prefix=s.key_prefix, clock=clock)
+        return RedisSessionStore(
+            redis, prefix=s.key_prefix, clock=clock, lock_ttl=s.lock_ttl_seconds
+        )
     from snapreport.session.stores.memory import MemorySessionStore
 
     return MemorySessionStore(clock=clock)
@@ -141,7 +146,7 @@ async def start_wecom(
         ),
         client=client,
         timers=timers,
-        pacer=SendPacer(app.kv, prefix=f"wecom:pace:{w.corp_id}:{w.agent_id}"),
+        pacer=SendPacer(app.kv, prefix=key_of("wecom:pace", w.corp_id, w.agent_id)),
         corp_id=w.corp_id,
         **({} if poll_seconds is None else {"poll_seconds": poll_seconds}),
     )

@@ -38,6 +38,7 @@ class SessionSettings(BaseModel):
     ttl_seconds: float = Field(600.0, gt=0)
     max_turns: int = Field(10, ge=1, le=100)
     lock_timeout_seconds: float = Field(60.0, gt=0)
+    lock_ttl_seconds: float = Field(10.0, gt=0)
     notice_grace_seconds: float = Field(86_400.0, ge=0)
     key_prefix: str = "snapreport"
     memory_kv_max_entries: int = Field(50_000, ge=1)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from snapreport.errors import StoreUnavailable
+from snapreport.channels.http.idempotency import Idempotency, RateLimiter
+from snapreport.errors import RateLimited, StoreUnavailable
 from snapreport.kv.base import KeyValueStore
 from snapreport.kv.memory import MemoryKeyValueStore
 from snapreport.kv.redis import RedisKeyValueStore
@@ -106,6 +107,48 @@ async def test_keys_are_independent(backend: Backend) -> None:
     await kv.set("x", b"1", ttl_seconds=60)
     assert await kv.incr("y", ttl_seconds=60) == 1
     assert await kv.get("x") == b"1"
+
+
+async def test_replace_if_swaps_only_the_expected_live_value(backend: Backend) -> None:
+    kv = backend.store
+    assert not await kv.replace_if("c", b"mine", b"mine", ttl_seconds=60)  # absent
+    await kv.set("c", b"mine", ttl_seconds=0.5)
+    assert not await kv.replace_if("c", b"theirs", b"new", ttl_seconds=60)
+    assert await kv.get("c") == b"mine"
+    assert await kv.replace_if("c", b"mine", b"mine", ttl_seconds=60)  # renewed
+    await backend.pass_time(0.7)
+    assert await kv.get("c") == b"mine"
+    await kv.set("d", b"old", ttl_seconds=0.2)
+    await backend.pass_time(0.3)
+    assert not await kv.replace_if("d", b"old", b"new", ttl_seconds=60)  # expired
+    assert await kv.get("d") is None
+
+
+async def test_idempotency_keys_of_different_users_never_collide(backend: Backend) -> None:
+    idem = Idempotency(backend.store, claim_ttl_seconds=30, wait_seconds=30)
+    runs: list[str] = []
+
+    def turn(name: str) -> Callable[[], Awaitable[bytes]]:
+        async def run() -> bytes:
+            runs.append(name)
+            return f'{{"for":"{name}"}}'.encode()
+
+        return run
+
+    first = await idem.run("li:si", "42", turn("li:si"))
+    second = await idem.run("li", "si:42", turn("li"))
+    assert first == (b'{"for":"li:si"}', False)
+    assert second == (b'{"for":"li"}', False)
+    assert runs == ["li:si", "li"]
+
+
+async def test_rate_limits_of_different_users_never_collide(backend: Backend) -> None:
+    backend.clock.now = 60.0 * 1000 + 1
+    limiter = RateLimiter(backend.store, per_minute=1, clock=backend.clock)
+    await limiter.hit("a:1000")
+    await limiter.hit("a")  # its own window: not counted with "a:1000"'s
+    with pytest.raises(RateLimited):
+        await limiter.hit("a")
 
 
 async def test_redis_errors_become_store_unavailable(redis_server: RedisServer) -> None:

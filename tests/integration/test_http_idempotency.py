@@ -68,6 +68,11 @@ class Watched:
     async def set_if_absent(self, key: str, value: bytes, *, ttl_seconds: float) -> bool:
         return await self.inner.set_if_absent(key, value, ttl_seconds=ttl_seconds)
 
+    async def replace_if(
+        self, key: str, expected: bytes, value: bytes, *, ttl_seconds: float
+    ) -> bool:
+        return await self.inner.replace_if(key, expected, value, ttl_seconds=ttl_seconds)
+
     async def delete(self, key: str) -> None:
         await self.inner.delete(key)
 
@@ -111,7 +116,7 @@ def kv(make_kv: KvFactory) -> Watched:
 
 @pytest.fixture
 def idem(kv: Watched) -> Idempotency:
-    return Idempotency(kv, claim_ttl_seconds=30)
+    return Idempotency(kv, claim_ttl_seconds=30, wait_seconds=30)
 
 
 async def test_a_repeat_gets_the_first_answer(idem: Idempotency) -> None:
@@ -189,18 +194,38 @@ async def test_a_refused_admission_leaves_no_claim(idem: Idempotency) -> None:
 
 
 async def test_a_claim_whose_holder_died_is_taken_over(kv: Watched) -> None:
-    idem = Idempotency(kv, claim_ttl_seconds=0.2)
-    stuck, working = Turns(), Turns()
-    stuck.release.clear()  # a worker that died mid-turn never answers nor gives up its claim
-    first = asyncio.create_task(idem.run("u", "m", stuck))
-    await asyncio.wait_for(stuck.started.wait(), BOUND)
+    idem = Idempotency(kv, claim_ttl_seconds=0.2, wait_seconds=BOUND)
+    # a worker that died mid-turn left its claim behind, and renews it no more
+    await kv.set(Idempotency.key("u", "m"), b"pending:dead", ttl_seconds=0.2)
+    working = Turns()
     answer, duplicate = await asyncio.wait_for(idem.run("u", "m", working), BOUND)
     assert duplicate is False
     assert working.runs == 1
-    first.cancel()  # the late holder gives up: it must not take the new answer with it
-    with pytest.raises(asyncio.CancelledError):
-        await first
     assert await idem.run("u", "m", working) == (answer, True)
+
+
+async def test_a_live_holder_keeps_its_claim_past_the_claim_ttl(kv: Watched) -> None:
+    claim_ttl = 1.0
+    idem = Idempotency(kv, claim_ttl_seconds=claim_ttl, wait_seconds=30)
+    slow, other = Turns(), Turns()
+    slow.release.clear()
+    first = asyncio.create_task(idem.run("u", "m", slow))
+    await asyncio.wait_for(slow.started.wait(), BOUND)
+    claim = await kv.get(Idempotency.key("u", "m"))
+    assert claim is not None
+    reads = kv.reads
+    second = asyncio.create_task(idem.run("u", "m", other))
+    await kv.read_more_than(reads)  # it found the claim: it waits
+    # let three claim TTLs pass (elapsed time is the point here, not the order of events):
+    # the holder's renewals keep its claim, so the waiter never takes over
+    for _ in range(6):
+        await asyncio.sleep(claim_ttl / 2)
+        assert await kv.get(Idempotency.key("u", "m")) == claim
+    assert other.runs == 0
+    slow.release.set()
+    results = await asyncio.wait_for(asyncio.gather(first, second), BOUND)
+    assert [dup for _, dup in results] == [False, True]
+    assert other.runs == 0
 
 
 async def test_the_rate_limit_counts_per_user_and_minute(

@@ -18,6 +18,7 @@ from snapreport.errors import (
     WeComUnavailable,
 )
 from snapreport.kv.base import KeyValueStore
+from snapreport.kv.keys import key_of
 from snapreport.kv.memory import MemoryKeyValueStore
 from snapreport.kv.redis import RedisKeyValueStore
 from snapreport.kv.sqlite import SqliteKeyValueStore
@@ -127,7 +128,8 @@ async def test_concurrent_calls_after_expiry_refresh_only_once(
 async def test_an_invalid_token_in_the_cache_is_replaced(
     fake_wecom: FakeWeCom, make_client: ClientFactory, kv: MemoryKeyValueStore
 ) -> None:
-    await kv.set(f"wecom:token:{TEST_CORP_ID}:{TEST_AGENT_ID}", b"garbage", ttl_seconds=60)
+    token_key = key_of("wecom:token", TEST_CORP_ID, TEST_AGENT_ID)
+    await kv.set(token_key, b"garbage", ttl_seconds=60)
     client = make_client(kv)
     await client.send_text("zhangsan", "hello")  # 40014 first, then a fresh token
     assert fake_wecom.sent_texts() == ["hello"]

@@ -105,7 +105,7 @@ def test_event_is_deduplicated_by_sender_and_time() -> None:
     )
     assert isinstance(message, EventMessage)
     assert message.event == "enter_agent"
-    assert message.header.dedupe_key == "event:zhangsan:1700000000"
+    assert message.header.dedupe_parts == ("event", "zhangsan", "1700000000")
 
 
 def test_other_types_are_kept_as_other() -> None:

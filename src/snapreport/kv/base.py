@@ -20,6 +20,13 @@ class KeyValueStore(Protocol):
         """Store ``value`` only if ``key`` holds nothing live; True if it was stored."""
         ...
 
+    async def replace_if(
+        self, key: str, expected: bytes, value: bytes, *, ttl_seconds: float
+    ) -> bool:
+        """Store ``value`` for ``ttl_seconds`` only if ``key`` holds ``expected``, live; True if
+        it was stored (one atomic step: a claim is renewed only by its holder)."""
+        ...
+
     async def delete(self, key: str) -> None:
         """Forget ``key`` (nothing happens if it is absent)."""
         ...

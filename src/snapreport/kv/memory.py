@@ -106,6 +106,14 @@ class MemoryKeyValueStore:
         self._put(key, value, ttl_seconds)
         return True
 
+    async def replace_if(
+        self, key: str, expected: bytes, value: bytes, *, ttl_seconds: float
+    ) -> bool:
+        if self._live(key) != expected:
+            return False
+        self._put(key, value, ttl_seconds)
+        return True
+
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
 

@@ -2,9 +2,10 @@
 
 Keys are ``<prefix>:kv:<key>``. ``set_if_absent`` is one ``SET NX PX``; ``incr`` is a script
 that gives a counter its TTL when it creates it, so the TTL is set exactly once even if two
-workers race on it (Redis 6.2 has no ``PEXPIRE NX``). Every call is one round trip, sent like
-the session store's scripts (``redis_link``: redis-py's connections and parser, without the
-client's per-command machinery). Driver errors become ``StoreUnavailable``.
+workers race on it (Redis 6.2 has no ``PEXPIRE NX``); ``replace_if`` is a compare-and-set
+script. Every call is one round trip, sent like the session store's scripts (``redis_link``:
+redis-py's connections and parser, without the client's per-command machinery). Driver errors
+become ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ _INCR = script(
     "local n = redis.call('INCR', KEYS[1]) "
     "if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
     "return n"
+)
+
+
+# KEYS key | ARGV expected, value, ttl_ms
+_REPLACE_IF = script(
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
+    "return 1"
 )
 
 
@@ -86,6 +95,16 @@ class RedisKeyValueStore:
         px = _ms(ttl_seconds)
         stored = await self._call("set_if_absent", "SET", self._key(key), value, "PX", px, "NX")
         return stored is not None
+
+    async def replace_if(
+        self, key: str, expected: bytes, value: bytes, *, ttl_seconds: float
+    ) -> bool:
+        args = (expected, value, _ms(ttl_seconds))
+        try:
+            stored = await run_script(self._send, _REPLACE_IF, (self._key(key),), args)
+        except (RedisError, OSError) as exc:
+            raise _unavailable("replace_if", exc) from exc
+        return int(stored) == 1
 
     async def delete(self, key: str) -> None:
         await self._call("delete", "DEL", self._key(key))

@@ -38,6 +38,11 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.ex
 # only replaces a row that has already expired, so a live claim is never overwritten
 _SET_IF_ABSENT = _SET + " WHERE snapreport_kv.expires_at <= ?"
 
+_REPLACE_IF = """
+UPDATE snapreport_kv SET value = ?, expires_at = ?
+WHERE key = ? AND value = ? AND expires_at > ?
+"""
+
 _INCR = """
 INSERT INTO snapreport_kv (key, value, expires_at) VALUES (?, 1, ?)
 ON CONFLICT (key) DO UPDATE SET
@@ -109,6 +114,18 @@ class SqliteKeyValueStore:
             return cursor.rowcount == 1
 
         return await self._run("set_if_absent", fn)
+
+    async def replace_if(
+        self, key: str, expected: bytes, value: bytes, *, ttl_seconds: float
+    ) -> bool:
+        now = self._clock()
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(_REPLACE_IF, (value, now + ttl_seconds, key, expected, now))
+            self._after_write(conn, now)
+            return cursor.rowcount == 1
+
+        return await self._run("replace_if", fn)
 
     async def delete(self, key: str) -> None:
         await self._run(

@@ -148,7 +148,11 @@ def _lifespan(
                 app=ctx,
                 metrics=metrics,
                 clock=clock,
-                idempotency=Idempotency(kv, claim_ttl_seconds=_claim_ttl(settings)),
+                idempotency=Idempotency(
+                    kv,
+                    claim_ttl_seconds=settings.session.lock_ttl_seconds,
+                    wait_seconds=_longest_turn(settings),
+                ),
                 limiter=RateLimiter(kv, per_minute=settings.rate_limit_per_minute, clock=clock),
                 decoder=decoder,
             )
@@ -193,8 +197,10 @@ async def _stop(task: asyncio.Task[None], attempts: int = 3, wait_seconds: float
     log.warning("sweeper_did_not_stop")
 
 
-def _claim_ttl(settings: Settings) -> float:
-    """How long a message's claim lives: a turn's longest plausible run (lock wait + model)."""
+def _longest_turn(settings: Settings) -> float:
+    """How long a repeat waits for its first attempt still running: a turn's longest plausible
+    run (lock wait + model). The attempt's claim is renewed meanwhile; a crashed one's claim
+    is gone within the session lock's TTL, and the repeat then runs the turn itself."""
     vision = settings.vision
     model = vision.timeout_seconds * (vision.max_retries + 1) * 2 if vision.enabled else 0.0
     return settings.session.lock_timeout_seconds + model + 30.0

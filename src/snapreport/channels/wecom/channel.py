@@ -36,9 +36,10 @@ from snapreport.errors import (
     WeComUnavailable,
 )
 from snapreport.kv.base import KeyValueStore
+from snapreport.kv.keys import key_of
 from snapreport.logs import get_logger
 from snapreport.timers.base import ExpiryTimers
-from snapreport.workflow.events import Event, ImageEvent, LocationEvent, TextEvent
+from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Origin, TextEvent
 from snapreport.workflow.incident import IncidentAssistant
 from snapreport.workflow.texts import load_texts
 
@@ -47,6 +48,7 @@ log = get_logger(__name__)
 # WeCom retries a push for seconds; a day also covers a replay of an old, validly signed one
 DEDUPE_TTL_SECONDS: Final = 86_400.0
 DEFAULT_DRAIN_SECONDS: Final = 15.0
+CHANNEL: Final = "wecom"  # orders written by a WeCom message are keyed ("wecom", user, MsgId)
 CANCEL_GRACE_SECONDS: Final = 5.0
 REPLY_SEPARATOR: Final = "\n\n"
 
@@ -105,7 +107,7 @@ class WeComChannel:
         self._timers = timers
         self._pacer = pacer
         self._drain_seconds = drain_seconds
-        self._dedupe_prefix = f"wecom:seen:{corp_id}:"
+        self._corp_id = corp_id
         self._language = assistant.language
         self._texts = load_texts(self._language)
         self.notifier = ExpiryNotifier(
@@ -145,7 +147,7 @@ class WeComChannel:
         if self._closing:
             # not yet marked as seen, so WeCom's retry can reach a worker that is up
             raise WeComUnavailable("the WeCom channel is shutting down")
-        key = self._dedupe_prefix + message.header.dedupe_key
+        key = key_of("wecom:seen", self._corp_id, *message.header.dedupe_parts)
         if not await self._kv.set_if_absent(key, b"1", ttl_seconds=DEDUPE_TTL_SECONDS):
             log.info("wecom_repeated_push_ignored", msg_type=message.header.msg_type)
             return False
@@ -186,8 +188,10 @@ class WeComChannel:
         event = await self._event(message)
         if isinstance(event, str):
             return event
-        user_id = message.header.from_user_name
-        outcome = await self.assistant.handle(user_id, event)
+        header = message.header
+        user_id = header.from_user_name
+        origin = Origin(CHANNEL, header.msg_id) if header.msg_id else None
+        outcome = await self.assistant.handle(user_id, event, origin)
         try:
             await self.notifier.after_turn(user_id, outcome.state)
         except SnapreportError as exc:

@@ -25,6 +25,7 @@ from snapreport.errors import (
     WeComUnavailable,
 )
 from snapreport.kv.base import KeyValueStore
+from snapreport.kv.keys import key_of
 from snapreport.logs import get_logger
 
 log = get_logger(__name__)
@@ -74,8 +75,8 @@ class WeComClient:
         self._lock_seconds = refresh_lock_seconds
         self._poll = poll_seconds
         self._local_lock = asyncio.Lock()
-        self._token_key = f"wecom:token:{corp_id}:{agent_id}"
-        self._lock_key = f"{self._token_key}:refresh"
+        self._token_key = key_of("wecom:token", corp_id, agent_id)
+        self._lock_key = key_of("wecom:token-refresh", corp_id, agent_id)
 
     async def aclose(self) -> None:
         if self._owns_http:

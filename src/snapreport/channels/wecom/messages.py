@@ -40,11 +40,12 @@ class Header:
     msg_id: str
 
     @property
-    def dedupe_key(self) -> str:
-        """Messages are deduplicated by MsgId; events (which have none) by sender and time."""
+    def dedupe_parts(self) -> tuple[str, ...]:
+        """What identifies a push: a message by its sender and MsgId, an event (which has no
+        MsgId) by its sender and time. Keys are built from these with ``key_of``."""
         if self.msg_id:
-            return f"msg:{self.msg_id}"
-        return f"event:{self.from_user_name}:{self.create_time}"
+            return ("msg", self.from_user_name, self.msg_id)
+        return ("event", self.from_user_name, str(self.create_time))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from snapreport.kv.base import KeyValueStore
+from snapreport.kv.keys import key_of
 from snapreport.logs import get_logger
 
 log = get_logger(__name__)
@@ -48,8 +49,8 @@ class SendPacer:
         self._clock = clock
         self._sleep = sleep
 
-    def _key(self, user_id: str, window: int) -> str:
-        return f"{self._prefix}:{user_id}:{window}"
+    def _key(self, user_id: str, window: int | str) -> str:
+        return key_of(self._prefix, user_id, window)
 
     async def delay_needed(self, user_id: str) -> float:
         """Seconds to wait before one more message to ``user_id`` fits; 0 if it fits now."""
@@ -83,8 +84,6 @@ class SendPacer:
         await self._kv.incr(
             self._key(user_id, int(now // WINDOW_SECONDS)), ttl_seconds=3 * WINDOW_SECONDS
         )
-        hourly = await self._kv.incr(
-            f"{self._prefix}:{user_id}:h{int(now // 3600)}", ttl_seconds=3600
-        )
+        hourly = await self._kv.incr(self._key(user_id, f"h{int(now // 3600)}"), ttl_seconds=3600)
         if hourly > HOURLY_LIMIT:
             log.warning("wecom_pacing_hourly_limit_passed", limit=HOURLY_LIMIT)
