@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 
 from snapreport.channels.http.app import create_app
+from snapreport.orders.base import MessageKey
+from snapreport.orders.repository import SqlOrderRepository
 from tests.harness.fake_vlm import FakeVLM
 from tests.harness.fake_wecom import (
     TEST_CORP_ID,
@@ -256,6 +258,23 @@ def test_the_same_msgid_three_times_makes_one_alarm(
     assert len(texts) == 4
     assert "上报成功" in texts[2]
     assert "您有 1 个未关闭的工单" in texts[3]
+
+
+async def test_the_confirmations_msgid_keys_its_order(
+    server: WeComPusher, fake_wecom: FakeWeCom, tmp_path: Path
+) -> None:
+    fake_wecom.add_media("photo-1", jpeg())
+    accepted(server.push(server.image_xml(USER, "photo-1")))
+    accepted(server.push(server.location_xml(USER, 23.1291, 113.2644, "3号楼东侧楼梯间")))
+    accepted(server.push(server.text_xml(USER, "确认", msg_id="7300000000000000042")))
+    fake_wecom.wait_for_sent(3)
+    orders = await SqlOrderRepository.connect(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
+    try:
+        [order] = await orders.list()
+        key = MessageKey("wecom", USER, "7300000000000000042")
+        assert await orders.written_by(key) == ("create", order)
+    finally:
+        await orders.aclose()
 
 
 def test_replies_of_one_turn_go_out_as_one_message(
