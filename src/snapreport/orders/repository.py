@@ -89,6 +89,10 @@ _LIMITS = {
 class _MessageSeen(Exception):  # never leaves this module
     """The ``order_sources`` unique key refused a row: the message already wrote its order."""
 
+    def __init__(self, message: MessageKey) -> None:
+        super().__init__(message.message_id)
+        self.message = message
+
 
 def _check(field: str, value: str | None, *, required: bool = True) -> None:
     """Refuse values the schema cannot hold, before the database does it less clearly."""
@@ -224,9 +228,8 @@ class SqlOrderRepository:
             raise InvalidInput("confidence must be a finite number")
         try:
             return await self._create(report)
-        except _MessageSeen:
-            assert report.message is not None
-            return await self._replay("create", report.message)
+        except _MessageSeen as seen:
+            return await self._replay("create", seen.message)
 
     async def _create(self, report: NewReport) -> Order:
         now = self._now()
@@ -341,9 +344,8 @@ class SqlOrderRepository:
                 forced=forced,
                 message=message,
             )
-        except _MessageSeen:
-            assert message is not None
-            return await self._replay("close", message)
+        except _MessageSeen as seen:
+            return await self._replay("close", seen.message)
 
     async def _close(
         self,
@@ -508,7 +510,7 @@ class SqlOrderRepository:
         try:
             await session.flush()
         except IntegrityError as exc:
-            raise _MessageSeen from exc
+            raise _MessageSeen(message) from exc
 
     async def _replay(self, wanted: OrderAction, message: MessageKey) -> Order:
         """After a concurrent write with the same key won: the order it wrote."""
