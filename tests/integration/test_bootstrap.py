@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 
-from snapreport.bootstrap import build
+import pytest
+import redis
+
+from snapreport.bootstrap import build, sqlite_session_path
 from snapreport.channels.wecom.channel import WeComChannel
 from snapreport.kv.redis import RedisKeyValueStore
 from snapreport.session.stores.redis import RedisSessionStore
@@ -45,3 +51,29 @@ async def test_without_wecom_settings_no_channel_starts(tmp_path: Path) -> None:
     settings = wecom_settings(tmp_path, "http://127.0.0.1:9", wecom={})
     async with build(settings, channels=True) as app:
         assert app.wecom is None
+
+
+LOCK_TTL = 3.0  # SNAPREPORT_SESSION__LOCK_TTL_SECONDS in the test below (the stores' own is 60)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_the_configured_lock_ttl_reaches_the_session_store(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    session: dict[str, object] = {"backend": backend, "lock_ttl_seconds": LOCK_TTL}
+    if backend == "redis":
+        prefix = request.getfixturevalue("redis_prefix")
+        session |= {"url": request.getfixturevalue("redis_url"), "key_prefix": prefix}
+    settings = wecom_settings(tmp_path, "http://127.0.0.1:9", wecom={}, session=session)
+    async with build(settings) as app, app.engine.turn("alice"):
+        if backend == "redis":
+            with redis.Redis.from_url(str(settings.session.url)) as client:
+                left = int(client.pttl(f"{prefix}:{{alice}}:l")) / 1000
+        else:
+            with closing(sqlite3.connect(sqlite_session_path(settings))) as db:
+                [(until,)] = db.execute(
+                    "SELECT lease_until FROM session_locks WHERE user_id = 'alice'"
+                ).fetchall()
+            left = until - time.time()
+    # the lock a crashed worker leaves behind lives the configured TTL, not the store's default
+    assert 0 < left <= LOCK_TTL
