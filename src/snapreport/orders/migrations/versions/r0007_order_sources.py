@@ -4,7 +4,7 @@ A work order (and a close) is keyed by where it came from: the channel, the user
 channel's message id. The unique constraint makes a retried message find the order its first
 attempt wrote instead of writing a second one.
 
-Revision ID: 0002
+Revision ID: 0007
 Revises: 0001
 Create Date: 2026-11-29
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
+revision = "0007"
 down_revision: str | None = "0001"
 branch_labels: str | None = None
 depends_on: str | None = None
