@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.harness.moto_s3",
     "tests.harness.fake_vlm",
     "tests.harness.fake_wecom",
+    "tests.harness.outbox_kit",
 ]

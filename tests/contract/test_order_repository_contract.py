@@ -29,6 +29,7 @@ from snapreport.orders.database import parse_url
 from snapreport.orders.migrations import VERSION_TABLE, current_revision, head_revision
 from snapreport.orders.repository import SqlOrderRepository
 from snapreport.orders.tables import Base
+from snapreport.outbox import tables as outbox_tables
 from tests.harness.clock import FakeClock
 from tests.harness.postgres_server import fresh_database, start_postgres
 
@@ -132,6 +133,7 @@ class TestOrderRepositoryContract:
             context = MigrationContext.configure(
                 connection, opts={"version_table": VERSION_TABLE, "compare_type": True}
             )
+            assert outbox_tables.OutboxRow.metadata is Base.metadata
             return list(compare_metadata(context, Base.metadata))
 
         assert await run_sync_on(orders_url, differences) == []

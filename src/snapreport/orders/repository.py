@@ -214,6 +214,11 @@ class SqlOrderRepository:
                     "(was it created by a newer snapreport?)"
                 ) from exc
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database engine, shared with stores on the same database (the outbox)."""
+        return self._engine
+
     # -- the port --------------------------------------------------------------------------
 
     async def create(self, report: NewReport) -> Order:

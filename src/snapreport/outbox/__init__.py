@@ -1,0 +1,1 @@
+"""Durable side effects: rows committed with the change they announce, delivered by workers."""
