@@ -10,6 +10,7 @@ from snapreport.config import Settings
 from snapreport.kv.base import KeyValueStore
 from snapreport.media.base import MediaStore
 from snapreport.orders.base import OrderRepository
+from snapreport.outbox.base import NotificationStore, OutboxStore
 from snapreport.session.engine import SessionEngine
 from snapreport.vision.base import VisionModel
 from snapreport.workflow.incident import IncidentAssistant
@@ -32,4 +33,6 @@ class App:
     orders: OrderRepository
     assistant: IncidentAssistant
     kv: KeyValueStore
+    outbox: OutboxStore
+    notifications: NotificationStore
     wecom: Channel | None = None

@@ -23,7 +23,7 @@ from snapreport.kv.base import KeyValueStore
 from snapreport.kv.keys import key_of
 from snapreport.media.base import MediaStore
 from snapreport.metrics import Metrics, TimedVision
-from snapreport.orders.base import OrderRepository
+from snapreport.outbox.base import OutboxHandler
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.stores.base import SessionStore
 from snapreport.timers.base import ExpiryTimers
@@ -32,6 +32,7 @@ from snapreport.workflow.incident import IncidentAssistant
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 Clock = Callable[[], float]
 
@@ -192,10 +193,68 @@ def build_media(settings: Settings) -> MediaStore:
     )
 
 
-async def build_orders(settings: Settings) -> OrderRepository:
-    from snapreport.orders.repository import SqlOrderRepository
+async def start_outbox(
+    app: App, stack: AsyncExitStack, metrics: Metrics | None, *, engine: AsyncEngine
+) -> None:
+    """Start this process's outbox worker with the handlers of every topic; ``stack`` stops
+    it (the round in progress finishes) before the stores it uses close."""
+    from snapreport.outbox.senders.inapp import WECOM_TOPIC, OrderNotifier
+    from snapreport.outbox.sqlalchemy import OutboxNudge, SqlOutboxStore
+    from snapreport.outbox.worker import OutboxWorker, WorkerConfig, route_table
 
-    return await SqlOrderRepository.connect(settings.orders.url)
+    s = app.settings
+    o = s.outbox
+    store = SqlOutboxStore(engine)
+    handlers: list[tuple[str, OutboxHandler]] = [
+        ("order.", OrderNotifier(store.sessions, wecom=s.wecom.enabled)),
+    ]
+    if s.wecom.enabled:
+        handlers.append((WECOM_TOPIC, await _wecom_notifier(app, stack)))
+    nudge = OutboxNudge()
+    nudge.start()
+    stack.callback(nudge.stop)
+    worker = OutboxWorker(
+        store,
+        route_table(handlers),
+        config=WorkerConfig(
+            batch_size=o.batch_size,
+            concurrency=o.concurrency,
+            lease_seconds=o.lease_seconds,
+            handler_timeout_seconds=o.handler_timeout_seconds,
+            poll_seconds=o.poll_seconds,
+            max_attempts=o.max_attempts,
+            backoff_base_seconds=o.backoff_base_seconds,
+            backoff_max_seconds=o.backoff_max_seconds,
+        ),
+        wake=nudge.event,
+        observer=metrics.outbox if metrics is not None else None,
+    )
+    worker.start()
+    stack.push_async_callback(worker.aclose)
+
+
+async def _wecom_notifier(app: App, stack: AsyncExitStack) -> OutboxHandler:
+    """The "wecom.notify" handler: its own API client (the token is shared through the
+    key-value store) and the channel's per-member pacing."""
+    from snapreport.channels.wecom.client import WeComClient
+    from snapreport.channels.wecom.pacing import SendPacer
+    from snapreport.outbox.senders.wecom import WeComNotifier
+
+    w = app.settings.wecom
+    client = WeComClient(
+        corp_id=w.corp_id,
+        agent_id=w.agent_id,
+        secret=w.secret.get_secret_value(),
+        kv=app.kv,
+        base_url=w.api_base_url,
+    )
+    stack.push_async_callback(client.aclose)
+    pacer = SendPacer(
+        app.kv,
+        prefix=f"wecom:pace:{w.corp_id}:{w.agent_id}",
+        max_wait_seconds=app.settings.outbox.wecom_pacing_max_wait_seconds,
+    )
+    return WeComNotifier(client, pacer, public_url=app.settings.public_url)
 
 
 @asynccontextmanager
@@ -235,7 +294,11 @@ async def build(
             vision = TimedVision(vision, metrics)
         media = build_media(settings)
         stack.push_async_callback(media.aclose)
-        orders = await build_orders(settings)
+        from snapreport.orders.repository import SqlOrderRepository
+        from snapreport.outbox.notifications import SqlNotifications
+        from snapreport.outbox.sqlalchemy import SqlOutboxStore
+
+        orders = await SqlOrderRepository.connect(settings.orders.url)
         stack.push_async_callback(orders.aclose)
         assistant = IncidentAssistant(
             engine,
@@ -245,7 +308,19 @@ async def build(
             catalog=tuple(settings.alarm_types),
             language=settings.language,
         )
-        app = App(settings, engine, vision, media, orders, assistant, kv)
+        app = App(
+            settings,
+            engine,
+            vision,
+            media,
+            orders,
+            assistant,
+            kv,
+            outbox=SqlOutboxStore(orders.engine),
+            notifications=SqlNotifications(orders.engine),
+        )
         if channels and settings.wecom.enabled:
             await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)
+        if channels and settings.outbox.worker:
+            await start_outbox(app, stack, metrics, engine=orders.engine)
         yield app

@@ -123,6 +123,36 @@ class WeComSettings(BaseModel):
         return bool(self.corp_id)
 
 
+class OutboxSettings(BaseModel):
+    """The outbox workers (docs/outbox.md); one runs in every server process."""
+
+    worker: bool = True
+    batch_size: int = Field(100, ge=1, le=1000)
+    concurrency: int = Field(64, ge=1, le=1000)
+    poll_seconds: float = Field(0.1, gt=0, le=60)
+    lease_seconds: float = Field(120.0, gt=0)
+    handler_timeout_seconds: float = Field(90.0, gt=0)
+    max_attempts: int = Field(12, ge=1, le=100)
+    backoff_base_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(3600.0, gt=0)
+    wecom_pacing_max_wait_seconds: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _timeouts_fit(self) -> OutboxSettings:
+        if self.handler_timeout_seconds >= self.lease_seconds:
+            raise ValueError(
+                "SNAPREPORT_OUTBOX__HANDLER_TIMEOUT_SECONDS must be below "
+                "SNAPREPORT_OUTBOX__LEASE_SECONDS (a job still running when its lease ends "
+                "would be delivered twice)"
+            )
+        if self.wecom_pacing_max_wait_seconds >= self.handler_timeout_seconds:
+            raise ValueError(
+                "SNAPREPORT_OUTBOX__WECOM_PACING_MAX_WAIT_SECONDS must be below "
+                "SNAPREPORT_OUTBOX__HANDLER_TIMEOUT_SECONDS"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting snapreport reads. See docs/configuration.md."""
 
@@ -139,6 +169,10 @@ class Settings(BaseSettings):
     orders: OrdersSettings = OrdersSettings()
     wecom: WeComSettings = WeComSettings()
     http: HttpSettings = HttpSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    public_url: str = Field(
+        "", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", description="base URL of links"
+    )
     api_token: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
     language: Literal["zh-CN", "en"] = "zh-CN"

@@ -69,6 +69,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.outbox = OutboxMetrics(r)
 
     def turn(self, state: str) -> None:
         """Count one handled message (children cached: ``labels()`` is slow per call)."""
@@ -137,3 +138,47 @@ class TimedVision:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class OutboxMetrics:
+    """The outbox's instruments; an ``OutboxObserver`` for the worker. The pending and dead
+    gauges are read from the database at scrape (every process sees the same rows)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.delivered_total = Counter(
+            "snapreport_outbox_delivered", "Outbox jobs delivered, by topic.", ["topic"], registry=r
+        )
+        self.failed_total = Counter(
+            "snapreport_outbox_failed",
+            "Outbox delivery attempts that failed (retried or dead), by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.dead_total = Counter(
+            "snapreport_outbox_dead", "Outbox jobs dead-lettered, by topic.", ["topic"], registry=r
+        )
+        self.lag = Histogram(
+            "snapreport_outbox_lag_seconds",
+            "From the change's commit (the message's creation) to its delivery.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.pending = Gauge(
+            "snapreport_outbox_pending", "Outbox jobs waiting (read at scrape).", registry=r
+        )
+        self.dead_letters = Gauge(
+            "snapreport_outbox_dead_letters",
+            "Dead outbox jobs waiting for an admin (read at scrape).",
+            registry=r,
+        )
+
+    def delivered(self, topic: str, lag_seconds: float) -> None:
+        self.delivered_total.labels(topic).inc()
+        self.lag.observe(lag_seconds)
+
+    def failed(self, topic: str) -> None:
+        self.failed_total.labels(topic).inc()
+
+    def dead(self, topic: str) -> None:
+        self.dead_total.labels(topic).inc()

@@ -18,7 +18,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,12 +66,43 @@ class FakeWeCom:
         self.media_calls = 0
         self.send_calls = 0
         self.send_errcode = 0
+        # an outage: every request answers HTTP 503 while set
+        self.down = False
+        self.refused = 0
+        # sends wait at the gate while it is closed; ``release(drop=True)`` refuses them
+        self._gate_open = True
+        self._drop_held = False
+        self.held = 0
 
     # -- what tests arrange -------------------------------------------------------------------
 
     def add_media(self, media_id: str, data: bytes, content_type: str = "image/jpeg") -> None:
         with self._cond:
             self._media[media_id] = Media(data, content_type)
+
+    def hold(self) -> None:
+        """Make message/send calls wait (unrecorded) until ``release``."""
+        with self._cond:
+            self._gate_open = False
+
+    def release(self, *, drop: bool) -> None:
+        """Let held sends go on; with ``drop`` they answer 503 and are not recorded (lost
+        with the sender that crashed while waiting)."""
+        with self._cond:
+            self._gate_open = True
+            self._drop_held = drop
+            self._cond.notify_all()
+
+    def wait_for(self, condition: Callable[[FakeWeCom], bool], timeout: float = 20.0) -> None:
+        """Block until ``condition(self)`` holds (checked on every change); fail after
+        ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not condition(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"waited {timeout} s for a condition on the fake WeCom")
+                self._cond.wait(min(left, 0.1))
 
     def expire_tokens(self) -> None:
         """Every token issued so far now answers errcode 42001 (access_token expired)."""
@@ -87,7 +118,12 @@ class FakeWeCom:
             return list(self._sent)
 
     def sent_texts(self, touser: str | None = None) -> list[str]:
-        return [m["text"]["content"] for m in self.sent if touser is None or m["touser"] == touser]
+        """The text of each sent message (a text card's description)."""
+        return [
+            m["text"]["content"] if m["msgtype"] == "text" else m["textcard"]["description"]
+            for m in self.sent
+            if touser is None or m["touser"] == touser
+        ]
 
     def wait_for_sent(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
         """Block until at least ``count`` messages were sent; fail the test after ``timeout``."""
@@ -141,9 +177,16 @@ class FakeWeCom:
             return {"errcode": 40007, "errmsg": "invalid media_id"}
         return media
 
-    def send(self, query: dict[str, str], body: bytes) -> dict[str, Any]:
+    def send(self, query: dict[str, str], body: bytes) -> dict[str, Any] | None:
+        """The answer to message/send; None: answer 503 (a held send that was dropped)."""
         with self._cond:
             self.send_calls += 1
+            if not self._gate_open:
+                self.held += 1
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._gate_open)
+                if self._drop_held:
+                    return None
         error = self.check_token(query)
         if error is not None:
             return error
@@ -179,7 +222,18 @@ def _handler(fake: FakeWeCom) -> type[BaseHTTPRequestHandler]:
         def _json(self, payload: dict[str, Any]) -> None:
             self._answer(json.dumps(payload).encode(), "application/json; charset=UTF-8")
 
+        def _refuse_when_down(self) -> bool:
+            with fake._cond:
+                if not fake.down:
+                    return False
+                fake.refused += 1
+                fake._cond.notify_all()
+            self.send_error(503)
+            return True
+
         def do_GET(self) -> None:
+            if self._refuse_when_down():
+                return
             path = urlsplit(self.path).path
             if path == "/cgi-bin/gettoken":
                 self._json(fake.gettoken(self._query()))
@@ -195,8 +249,14 @@ def _handler(fake: FakeWeCom) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
+            if self._refuse_when_down():
+                return
             if urlsplit(self.path).path == "/cgi-bin/message/send":
-                self._json(fake.send(self._query(), body))
+                answer = fake.send(self._query(), body)
+                if answer is None:
+                    self.send_error(503)
+                else:
+                    self._json(answer)
             else:
                 self.send_error(404)
 

@@ -98,3 +98,26 @@ class OutboxStore(Protocol):
     async def counts(self) -> Mapping[JobStatus, int]:
         """How many rows are pending and dead."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """An in-app notification as a user reads it."""
+
+    id: int
+    type: str
+    order_number: str
+    text: str
+    created_at: datetime
+
+
+class NotificationStore(Protocol):
+    """In-app notifications and who is on WeCom."""
+
+    async def list(self, user_id: str, *, after: int, limit: int) -> Sequence[Notification]:
+        """``user_id``'s notifications with an id above ``after``, oldest first."""
+        ...
+
+    async def mark_wecom_user(self, user_id: str) -> None:
+        """Remember, durably, that ``user_id`` is a WeCom user."""
+        ...

@@ -106,10 +106,25 @@ class OutboxNudge:
         if session.info.get(ENQUEUED):
             self.event.set()
 
-    @staticmethod
-    def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    def _after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
+        # A method, not a function: two nudges (two apps in one process) register apart.
         if transaction.parent is None:
             session.info.pop(ENQUEUED, None)
+
+
+@asynccontextmanager
+async def store_guard(action: str) -> AsyncIterator[None]:
+    """Driver errors become ``StoreUnavailable`` naming ``action`` (no SQL, no parameters)."""
+    try:
+        yield
+    except SnapreportError:
+        raise
+    except (DBAPIError, PoolTimeout, OSError, sqlite3.Error) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        first = (str(cause).strip().splitlines() or [""])[0]
+        raise StoreUnavailable(
+            f"outbox database is unavailable ({action}): {type(cause).__name__}: {first}"
+        ) from exc
 
 
 def _claimed(row: OutboxRow) -> OutboxJob:
@@ -255,24 +270,11 @@ class SqlOutboxStore:
         return {"pending": found.get("pending", 0), "dead": found.get("dead", 0)}
 
     @asynccontextmanager
-    async def _guard(self, action: str) -> AsyncIterator[None]:
-        try:
-            yield
-        except SnapreportError:
-            raise
-        except (DBAPIError, PoolTimeout, OSError, sqlite3.Error) as exc:
-            cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-            first = (str(cause).strip().splitlines() or [""])[0]
-            raise StoreUnavailable(
-                f"outbox is unavailable ({action}): {type(cause).__name__}: {first}"
-            ) from exc
-
-    @asynccontextmanager
     async def _read(self, action: str) -> AsyncIterator[AsyncSession]:
-        async with self._guard(action), self._reads() as session, session.begin():
+        async with store_guard(action), self._reads() as session, session.begin():
             yield session
 
     @asynccontextmanager
     async def _write(self, action: str) -> AsyncIterator[AsyncSession]:
-        async with self._guard(action), self._writes() as session, session.begin():
+        async with store_guard(action), self._writes() as session, session.begin():
             yield session

@@ -146,7 +146,7 @@ class OutboxWorker:
         if self._observer is not None:
             now = self._clock()
             for job in delivered:
-                self._observer.delivered(job.topic, max(0.0, now - job.created_at.timestamp()))
+                self._observer.delivered(job.topic, max(0.0, now - job.due_at.timestamp()))
             for failure in failures:
                 self._observer.failed(failure.job.topic)
                 if failure.retry_at is None:

@@ -78,8 +78,12 @@ async def _check(ping: Awaitable[None]) -> str:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(state: State) -> Response:
-    """Prometheus metrics of this process; the active-session gauge is read now."""
+    """Prometheus metrics of this process; the active-session and outbox gauges are read now."""
     # the store may be away: the other metrics still matter
     with contextlib.suppress(SnapreportError):
         state.metrics.active_sessions.set(await state.app.engine.active_count())
+    with contextlib.suppress(SnapreportError):
+        counts = await state.app.outbox.counts()
+        state.metrics.outbox.pending.set(counts["pending"])
+        state.metrics.outbox.dead_letters.set(counts["dead"])
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -199,3 +199,38 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     checks: dict[str, str]
+
+
+class NotificationOut(BaseModel):
+    id: str
+    type: str = Field(examples=["order.accepted"])
+    order_number: str
+    text: str
+    created_at: datetime
+
+
+class NotificationPage(BaseModel):
+    """Oldest first; ``next_cursor`` (when more follow) goes in ``after`` for the next page."""
+
+    notifications: list[NotificationOut]
+    next_cursor: str | None
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    topic: str
+    payload: dict[str, Any]
+    attempts: int
+    last_error: str
+    created_at: datetime
+    dead_at: datetime
+
+
+class DeadLetterPage(BaseModel):
+    dead_letters: list[DeadLetterOut]
+    next_cursor: str | None
+
+
+class DeadLetterRetried(BaseModel):
+    id: str
+    retried: Literal[True]

@@ -21,12 +21,11 @@ from typing import Final
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from snapreport.channels.http.state import get_app_state
 from snapreport.channels.wecom.channel import WeComChannel
 from snapreport.channels.wecom.messages import MAX_XML_BYTES, parse_envelope, parse_message
 from snapreport.errors import InvalidInput, InvalidSignature, SnapreportError
 from snapreport.logs import get_logger
-
-log = get_logger("snapreport.wecom")
 
 PATH: Final = "/wecom/callback"
 # a validly signed push older than the deduplication window could otherwise be replayed
@@ -36,6 +35,7 @@ MAX_TIMESTAMP_SKEW_SECONDS: Final = 86_400
 ECHOSTR_PATTERN: Final = re.compile(r"[A-Za-z0-9+/=_.-]{1,128}")
 
 router = APIRouter(tags=["wecom"])
+log = get_logger("snapreport.wecom")
 
 
 def _channel(request: Request) -> WeComChannel | None:
@@ -94,10 +94,21 @@ async def receive(
         channel.crypto.verify(msg_signature, timestamp, nonce, envelope.encrypt)
         _check_fresh(timestamp)
         message = parse_message(channel.crypto.decrypt(envelope.encrypt))
-        await channel.accept(message)
+        accepted = await channel.accept(message)
     except SnapreportError as exc:
         return _refusal(exc)
+    if accepted:
+        await _remember_wecom_user(request, message.header.from_user_name)
     return Response(status_code=200)
+
+
+async def _remember_wecom_user(request: Request, user_id: str) -> None:
+    """Record that ``user_id`` is on WeCom (their notifications go there too). The message is
+    already accepted: a database that is away costs a notification channel, not the message."""
+    try:
+        await get_app_state(request.app).app.notifications.mark_wecom_user(user_id)
+    except SnapreportError as exc:
+        log.warning("wecom_user_not_recorded", code=exc.code, error=exc.message)
 
 
 async def _read_capped(request: Request) -> bytes:

@@ -33,6 +33,8 @@ log = get_logger(__name__)
 TOKEN_ERRCODES: Final = frozenset({40014, 42001})
 MEDIA_NOT_FOUND_ERRCODES: Final = frozenset({40007})
 MAX_TEXT_BYTES: Final = 2048
+MAX_CARD_TITLE_BYTES: Final = 128
+MAX_CARD_DESCRIPTION_BYTES: Final = 512
 MAX_JSON_BYTES: Final = 64 * 1024
 DEFAULT_MAX_MEDIA_BYTES: Final = 20 * 1024 * 1024
 ELLIPSIS: Final = "…"
@@ -153,11 +155,23 @@ class WeComClient:
 
     async def send_text(self, touser: str, content: str) -> None:
         """Send ``content`` (cut to WeCom's 2048 bytes) to one member with message/send."""
+        await self._send(touser, "text", {"content": truncate_utf8(content, MAX_TEXT_BYTES)})
+
+    async def send_textcard(self, touser: str, *, title: str, description: str, url: str) -> None:
+        """Send a text card (a title, a description and a link) to one member."""
+        card = {
+            "title": truncate_utf8(title, MAX_CARD_TITLE_BYTES),
+            "description": truncate_utf8(description, MAX_CARD_DESCRIPTION_BYTES),
+            "url": url,
+        }
+        await self._send(touser, "textcard", card)
+
+    async def _send(self, touser: str, msgtype: str, content: dict[str, str]) -> None:
         payload: dict[str, Any] = {
             "touser": touser,
-            "msgtype": "text",
+            "msgtype": msgtype,
             "agentid": int(self._agent_id) if self._agent_id.isdigit() else self._agent_id,
-            "text": {"content": truncate_utf8(content, MAX_TEXT_BYTES)},
+            msgtype: content,
         }
 
         async def call(token: str) -> None:

@@ -1,0 +1,1 @@
+"""Outbox handlers that deliver: in-app notifications and WeCom app messages."""
