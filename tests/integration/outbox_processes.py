@@ -46,9 +46,9 @@ def worker_env(tmp_path: Path, orders_url: str, wecom_url: str, **outbox: str) -
     return env
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
-    """A worker process, returned once it printed "ready" (fails loudly otherwise)."""
-    process = subprocess.Popen(
+def spawn_worker(env: dict[str, str]) -> subprocess.Popen[str]:
+    """A worker process, starting (see ``wait_ready``)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "tests.integration._outbox_process"],
         cwd=REPO_ROOT,
         env=env,
@@ -56,6 +56,15 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
+    """A worker process, returned once it printed "ready" (fails loudly otherwise)."""
+    return wait_ready(spawn_worker(env))
+
+
+def wait_ready(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """``process`` once it printed "ready"; killed, and an error, if it does not."""
     assert process.stdout is not None
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -71,10 +80,10 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
 @contextmanager
 def workers(env: dict[str, str], count: int) -> Iterator[list[subprocess.Popen[str]]]:
     """``count`` worker processes, killed at the end."""
-    started: list[subprocess.Popen[str]] = []
+    started = [spawn_worker(env) for _ in range(count)]
     try:
-        for _ in range(count):
-            started.append(start_worker(env))
+        for process in started:
+            wait_ready(process)
         yield started
     finally:
         for process in started:
