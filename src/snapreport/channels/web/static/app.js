@@ -2,6 +2,7 @@
 // Plain ES modules, no build step. Every text from the server is rendered with textContent.
 
 import { ApiError, authHeaders, callApi, newMessageId } from "./api.js";
+import { NotificationFeed } from "./notifications.js";
 import { format, pickTexts } from "./texts.js";
 
 const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp"];
@@ -9,7 +10,11 @@ const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp"];
 const USER_ID_PATTERN = new RegExp(
   document.querySelector('meta[name="snapreport-user-id-pattern"]').content,
 );
-const STORAGE = { userId: "snapreport.userId", token: "snapreport.token" };
+const STORAGE = {
+  userId: "snapreport.userId",
+  token: "snapreport.token",
+  notifications: "snapreport.notificationsSeen",
+};
 
 const QUICK_REPLIES = {
   // "我的工单" is not here: the orders panel shows them, with photos
@@ -210,6 +215,20 @@ function addNote(text) {
   el.transcript.append(note);
   scrollToEnd();
 }
+
+function addNotification({ text, created_at: createdAt }) {
+  const note = document.createElement("p");
+  note.className = "note notification";
+  note.textContent = `${T.notification} ${timeLabel(new Date(createdAt))} · ${text}`;
+  el.transcript.append(note);
+  scrollToEnd();
+}
+
+const notifications = new NotificationFeed({
+  api: (path) => api(path),
+  show: addNotification,
+  storagePrefix: STORAGE.notifications,
+});
 
 function showTyping() {
   const typing = document.createElement("div");
@@ -489,6 +508,7 @@ function onUserChanged() {
   if (el.transcript.querySelector(".bubble")) addNote(format(T.chattingAs, { id }));
   refreshSession();
   refreshOrders();
+  notifications.watch(id);
 }
 
 function wireDragAndDrop() {
@@ -592,6 +612,7 @@ function init() {
   if (USER_ID_PATTERN.test(userId())) {
     refreshSession();
     refreshOrders();
+    notifications.watch(userId());
     el.message.focus();
   } else {
     el.ordersStatus.textContent = T.ordersNeedUser;

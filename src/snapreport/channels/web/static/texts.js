@@ -61,6 +61,7 @@ export const TEXTS = {
     geoFailed: "无法获取位置：{message}。也可以直接输入位置文字。",
     httpError: "服务器返回 HTTP {status}",
     unauthorized: "需要 API 令牌：请在「设置」中填写。",
+    notification: "🔔 通知",
   },
   en: {
     title: "SnapReport",
@@ -122,6 +123,7 @@ export const TEXTS = {
     geoFailed: "Could not get your location: {message}. You can type the location instead.",
     httpError: "The server answered HTTP {status}",
     unauthorized: "An API token is required: enter it under Settings.",
+    notification: "🔔 Notification",
   },
 };
 
