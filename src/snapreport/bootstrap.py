@@ -265,9 +265,11 @@ async def build(
     metrics: Metrics | None = None,
     channels: bool = False,
     wecom_poll_seconds: float | None = None,
+    deliver: bool = False,
 ) -> AsyncIterator[App]:
     """Build every adapter from ``settings``; close them all on exit, in reverse order.
-    ``wecom_poll_seconds`` overrides how often the WeCom expiry poller looks (tests)."""
+    ``wecom_poll_seconds`` overrides how often the WeCom expiry poller looks (tests). With
+    ``channels`` or ``deliver`` the outbox worker runs (unless the settings turn it off)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         redis = build_redis(settings)
@@ -321,6 +323,6 @@ async def build(
         )
         if channels and settings.wecom.enabled:
             await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)
-        if channels and settings.outbox.worker:
+        if (channels or deliver) and settings.outbox.worker:
             await start_outbox(app, stack, metrics, engine=orders.engine)
         yield app

@@ -19,6 +19,11 @@ from rich.console import Console
 from snapreport.bootstrap import build
 from snapreport.channels.terminal import run_chat
 from snapreport.config import Settings
+from snapreport.orders.repository import SqlOrderRepository
+from snapreport.outbox.senders.inapp import OrderNotifier
+from snapreport.outbox.sqlalchemy import SqlOutboxStore, enqueue
+from snapreport.outbox.worker import OutboxWorker, Routes
+from tests.harness.outbox_kit import order_message
 from tests.integration.live_server import live_server, local_settings
 
 ORDER_NUMBER = re.compile(r"WO-\d{8}-\d{4}")
@@ -215,3 +220,47 @@ async def test_api_errors_are_shown(chat: Chat, served: tuple[str, Settings]) ->
 
     assert "(unauthorized)" in out
     assert out.rstrip().endswith("bye")
+
+
+async def _notify(settings: Settings, *texts: str) -> None:
+    """Deliver order notifications for zhangsan into the settings' database, as a worker
+    would."""
+    repo = await SqlOrderRepository.connect(settings.orders.url)
+    try:
+        store = SqlOutboxStore(repo.engine)
+        async with store.sessions() as session, session.begin():
+            enqueue(
+                session,
+                *(
+                    order_message(f"WO-{i}", recipients=["zhangsan"], text=t)
+                    for i, t in enumerate(texts)
+                ),
+            )
+        worker = OutboxWorker(store, Routes({"order.": OrderNotifier(store.sessions, wecom=False)}))
+        assert await worker.run_once() == len(texts)
+    finally:
+        await repo.aclose()
+
+
+async def test_notifications_show_in_process_the_latest_first_then_new_ones(
+    chat: Chat, tmp_path: Path
+) -> None:
+    settings = local_settings(tmp_path)
+    await _notify(settings, "old one", "second", "third", "fourth")
+
+    _, out = await chat(["/notifications"], settings=settings)
+
+    assert "old one" not in out  # a first look shows the latest three only
+    for shown in ("second", "third", "fourth"):
+        assert shown in out
+    assert "order.created" in out
+    assert "no new notifications" in out
+
+
+async def test_notifications_show_over_http(chat: Chat, served: tuple[str, Settings]) -> None:
+    url, settings = served
+    await _notify(settings, "工单 WO-1 已被 lisi 接单")
+
+    _, out = await chat(["/state"], url=url, token="terminal-secret", settings=settings)
+
+    assert "工单 WO-1 已被 lisi 接单" in out

@@ -57,6 +57,7 @@ HELP = """\
   /photo PATH \\[caption]     send a photo (JPEG, PNG or WebP)
   /location LAT,LON \\[label] send a location, e.g. /location 31.23,121.47 A区
   /state                    show the current state and when it expires
+  /notifications            show new notifications (they also show before each prompt)
   /help                     this help
   /quit                     leave (Ctrl-D too)
 Anything else is sent as a text message (try 帮助 or help)."""
@@ -81,8 +82,24 @@ class SessionStatus:
     expires_in: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationLine:
+    id: str
+    type: str
+    text: str
+
+
+NOTIFICATION_PAGE: Final = 200
+FIRST_NOTIFICATIONS_SHOWN: Final = 3
+
+
 class ChatTransport(Protocol):
     """Where messages go: the assistant in this process, or a server over HTTP."""
+
+    async def notifications(self, after: str | None) -> tuple[list[NotificationLine], bool]:
+        """The user's notifications after the one with id ``after``, oldest first, and whether
+        more follow."""
+        ...
 
     async def send(self, event: Event) -> ChatTurn:
         """Deliver one message and return the answer; raise ``ChatError`` when it cannot."""
@@ -117,6 +134,16 @@ class InProcessTransport:
         if info is None or info.expired:
             return SessionStatus("idle", None)
         return SessionStatus(info.session.state, max(0.0, info.expires_at - engine.now()))
+
+    async def notifications(self, after: str | None) -> tuple[list[NotificationLine], bool]:
+        try:
+            found = await self._app.notifications.list(
+                self._user_id, after=int(after or 0), limit=NOTIFICATION_PAGE
+            )
+        except SnapreportError as exc:
+            raise ChatError(f"{exc.message} ({exc.code})") from exc
+        lines = [NotificationLine(str(n.id), n.type, n.text) for n in found]
+        return lines, len(found) == NOTIFICATION_PAGE
 
 
 class HttpTransport:
@@ -156,6 +183,18 @@ class HttpTransport:
             str(body.get("state", "idle")),
             float(expires_in) if isinstance(expires_in, int | float) else None,
         )
+
+    async def notifications(self, after: str | None) -> tuple[list[NotificationLine], bool]:
+        params = {"limit": NOTIFICATION_PAGE, **({"after": after} if after else {})}
+        body = await self._request(
+            "GET", f"/api/v1/users/{self._user_id}/notifications", params=params
+        )
+        lines = [
+            NotificationLine(str(n.get("id", "")), str(n.get("type", "")), str(n.get("text", "")))
+            for n in body.get("notifications", [])
+            if isinstance(n, dict)
+        ]
+        return lines, bool(body.get("next_cursor"))
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -251,9 +290,12 @@ class ChatRepl:
         self._console = console
         self._read_line = read_line
         self._state = "idle"
+        self._seen: str | None = None
+        self._first_look = True
 
     async def run(self) -> None:
         while True:
+            await self._show_notifications(quiet=True)
             line = await self._read_line(self._prompt())
             if line is None:
                 self._console.print("[dim]bye[/dim]")
@@ -288,6 +330,8 @@ class ChatRepl:
             await self._send(parse_location(args))
         elif command == "/state":
             await self._show_status()
+        elif command == "/notifications":
+            await self._show_notifications(quiet=False)
         else:
             raise ChatError(f"unknown command {command}; /help lists them")
         return True
@@ -303,6 +347,30 @@ class ChatRepl:
         if turn.order is not None:
             self._console.print(_order_table(turn.order))
         self._console.print(f"[dim]state: {escape(self._state_label(turn.state))}[/dim]")
+
+    async def _show_notifications(self, *, quiet: bool) -> None:
+        """Print the notifications that arrived since the last look (on the first look only
+        the latest few). ``quiet``: a failure to look is not worth a message."""
+        fresh: list[NotificationLine] = []
+        try:
+            more = True
+            while more:
+                lines, more = await self._transport.notifications(self._seen)
+                fresh += lines
+                if lines:
+                    self._seen = lines[-1].id
+        except ChatError:
+            if not quiet:
+                raise
+        if self._first_look:
+            fresh = fresh[-FIRST_NOTIFICATIONS_SHOWN:]
+            self._first_look = False
+        for line in fresh:
+            self._console.print(
+                Panel(Text(line.text), title=line.type, title_align="left", border_style="yellow")
+            )
+        if not fresh and not quiet:
+            self._console.print("[dim]no new notifications[/dim]")
 
     async def _show_status(self) -> None:
         status = await self._transport.status()
@@ -386,7 +454,8 @@ async def open_transport(
         return
     from snapreport.bootstrap import build
 
-    async with build(settings) as app:
+    # the outbox worker runs too: this process may be the only one delivering notifications
+    async with build(settings, deliver=True) as app:
         yield InProcessTransport(app, user_id)
 
 
