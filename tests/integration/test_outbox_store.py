@@ -144,3 +144,17 @@ async def test_unstorable_messages_are_refused(store: SqlOutboxStore, clock: Fak
             enqueue(session, OutboxMessage("x" * 65, {}))
         with pytest.raises(InvalidInput, match="timezone"):
             enqueue(session, OutboxMessage("sla.check", {}, due_at=datetime(2026, 1, 1)))
+
+
+async def test_ids_of_delivered_messages_are_never_handed_out_again(
+    store: SqlOutboxStore, clock: FakeClock
+) -> None:
+    await put(store, clock, order_message("WO-1"))
+    [first] = await store.claim(10, 30)
+    assert await store.complete([first]) == 1
+    await put(store, clock, order_message("WO-2"))
+    [second] = await store.claim(10, 30)
+    assert second.id > first.id
+    # the first job's late completion must not delete the second one
+    assert await store.complete([first]) == 0
+    assert await store.counts() == {"pending": 1, "dead": 0}

@@ -25,6 +25,9 @@ class OutboxRow(Base):
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'dead')", name="status"),
         Index("ix_outbox_status_due_at", "status", "due_at"),
+        # Ids are never reused (SQLite would hand a deleted row's id out again): the id and
+        # attempt count fence a claim, and notifications are keyed by message id.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

@@ -34,6 +34,8 @@ def upgrade() -> None:
         sa.Column("dead_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_outbox"),
         sa.CheckConstraint("status IN ('pending', 'dead')", name="ck_outbox_status"),
+        # ids never reused on SQLite either (they fence claims and key notifications)
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_outbox_status_due_at", "outbox", ["status", "due_at"])
     op.create_table(
