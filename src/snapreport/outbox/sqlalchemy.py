@@ -127,8 +127,18 @@ async def store_guard(action: str) -> AsyncIterator[None]:
         ) from exc
 
 
-def _claimed(row: OutboxRow) -> OutboxJob:
-    """The job for ``row`` as read before the claim bumped its attempts."""
+_CLAIM_COLUMNS = (
+    OutboxRow.id,
+    OutboxRow.topic,
+    OutboxRow.payload,
+    OutboxRow.attempts,
+    OutboxRow.due_at,
+    OutboxRow.created_at,
+)
+
+
+def _claimed(row: Any) -> OutboxJob:
+    """The job for a row of ``_CLAIM_COLUMNS`` read before the claim bumped its attempts."""
     return OutboxJob(
         id=row.id,
         topic=row.topic,
@@ -174,8 +184,9 @@ class SqlOutboxStore:
 
     async def claim(self, limit: int, lease_seconds: float) -> Sequence[OutboxJob]:
         now = self.now()
+        # Columns, not entities: a claim is the worker's hot path.
         query = (
-            select(OutboxRow)
+            select(*_CLAIM_COLUMNS)
             .where(OutboxRow.status == "pending", OutboxRow.due_at <= now)
             .order_by(OutboxRow.due_at)
             .limit(limit)
@@ -183,7 +194,7 @@ class SqlOutboxStore:
         if self._postgres:
             query = query.with_for_update(skip_locked=True)
         async with self._write("claiming") as session:
-            rows = (await session.scalars(query)).all()
+            rows = (await session.execute(query)).all()
             if not rows:
                 return []
             await session.execute(

@@ -31,6 +31,7 @@ log = get_logger("snapreport.outbox")
 
 Clock = Callable[[], float]
 STOP_GRACE_SECONDS = 10.0
+ROUNDS_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +137,12 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Claim one batch of due jobs and deliver it; returns how many were claimed."""
         jobs = await self._store.claim(self._config.batch_size, self._config.lease_seconds)
-        if not jobs:
-            return 0
+        if jobs:
+            await self._deliver_batch(jobs)
+        return len(jobs)
+
+    async def _deliver_batch(self, jobs: Sequence[OutboxJob]) -> None:
+        """Run the handlers of ``jobs``, then record the outcomes in two statements."""
         outcomes = await asyncio.gather(*(self._deliver(job) for job in jobs))
         delivered = [job for job, failure in zip(jobs, outcomes, strict=True) if failure is None]
         failures = [failure for failure in outcomes if failure is not None]
@@ -151,7 +156,6 @@ class OutboxWorker:
                 self._observer.failed(failure.job.topic)
                 if failure.retry_at is None:
                     self._observer.dead(failure.job.topic)
-        return len(jobs)
 
     async def _deliver(self, job: OutboxJob) -> Failure | None:
         handler = self._routes.handler_for(job.topic)
@@ -188,19 +192,42 @@ class OutboxWorker:
         return Failure(job, error, retry_at)
 
     async def _run(self) -> None:
-        while not self._stopping:
-            # Cleared before the round: a nudge that arrives during it ends the wait after it.
-            self._wake.clear()
-            try:
-                if await self.run_once() >= self._config.batch_size:
-                    continue
-                wait = await self._idle_wait()
-            except SnapreportError as exc:
-                log.warning("outbox_store_unavailable", error=exc.message)
-                wait = self._config.poll_seconds * 10
-            if wait > 0 and not self._stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+        # Up to ROUNDS_IN_FLIGHT batches at once: the next claim overlaps the tail of the
+        # previous batch's deliveries (the semaphore still bounds the handlers running).
+        rounds: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping:
+                # Cleared before the claim: a nudge that arrives after it ends the wait below.
+                self._wake.clear()
+                try:
+                    jobs = await self._store.claim(
+                        self._config.batch_size, self._config.lease_seconds
+                    )
+                    if jobs:
+                        task = asyncio.create_task(self._guarded_batch(jobs))
+                        rounds.add(task)
+                        task.add_done_callback(rounds.discard)
+                    if len(rounds) >= ROUNDS_IN_FLIGHT:
+                        await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+                    if len(jobs) >= self._config.batch_size:
+                        continue
+                    wait = await self._idle_wait()
+                except SnapreportError as exc:
+                    log.warning("outbox_store_unavailable", error=exc.message)
+                    wait = self._config.poll_seconds * 10
+                if wait > 0 and not self._stopping:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+        finally:
+            if rounds:
+                await asyncio.wait(rounds)
+
+    async def _guarded_batch(self, jobs: Sequence[OutboxJob]) -> None:
+        try:
+            await self._deliver_batch(jobs)
+        except SnapreportError as exc:
+            # Not recorded: the jobs are delivered again when their lease runs out.
+            log.warning("outbox_outcome_not_recorded", jobs=len(jobs), error=exc.message)
 
     async def _idle_wait(self) -> float:
         """Seconds until the earliest job falls due, at most ``poll_seconds`` (other processes
