@@ -132,7 +132,7 @@ class OutboxSettings(BaseModel):
     poll_seconds: float = Field(0.1, gt=0, le=60)
     lease_seconds: float = Field(120.0, gt=0)
     handler_timeout_seconds: float = Field(90.0, gt=0)
-    max_attempts: int = Field(12, ge=1, le=100)
+    max_attempts: int = Field(16, ge=1, le=100)
     backoff_base_seconds: float = Field(1.0, gt=0)
     backoff_max_seconds: float = Field(3600.0, gt=0)
     wecom_pacing_max_wait_seconds: float = Field(60.0, ge=0)

@@ -43,7 +43,7 @@ class WorkerConfig:
     lease_seconds: float = 60.0
     handler_timeout_seconds: float = 30.0
     poll_seconds: float = 0.1
-    max_attempts: int = 12
+    max_attempts: int = 16
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 3600.0
 
