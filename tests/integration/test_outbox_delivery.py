@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from snapreport.channels.http import create_app
+from snapreport.orders.repository import SqlOrderRepository
 from snapreport.outbox.base import OutboxMessage
+from snapreport.outbox.notifications import SqlNotifications
 from snapreport.outbox.sqlalchemy import SqlOutboxStore, enqueue
 from tests.harness.fake_wecom import (
     TEST_AES_KEY,
@@ -21,6 +24,8 @@ from tests.harness.fake_wecom import (
     TEST_SECRET,
     TEST_TOKEN,
     FakeWeCom,
+    WeComPusher,
+    wecom_settings,
 )
 from tests.harness.outbox_kit import order_message
 from tests.integration.http_kit import (
@@ -31,6 +36,7 @@ from tests.integration.http_kit import (
     make_settings,
     running,
 )
+from tests.integration.live_server import live_server
 
 PUBLIC_URL = "https://snap.example.com"
 FAST_RETRIES = {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, "poll_seconds": 0.05}
@@ -229,3 +235,37 @@ async def test_a_dead_letter_is_listed_and_retried_through_the_admin_api(
             return 'snapreport_outbox_delivered_total{topic="wecom.notify"} 1.0' in metrics
 
         await until(counted)
+
+
+async def test_a_member_who_wrote_through_the_wecom_callback_is_sent_app_messages(
+    tmp_path: Path, fake_wecom: FakeWeCom
+) -> None:
+    settings = wecom_settings(tmp_path, fake_wecom.url, public_url=PUBLIC_URL, outbox=FAST_RETRIES)
+    with live_server(create_app(settings)) as url:
+        pusher = WeComPusher(f"{url}/wecom/callback")
+        try:
+            answer = await asyncio.to_thread(pusher.push, pusher.text_xml("zhaoliu", "帮助"))
+        finally:
+            pusher.close()
+        assert answer.status_code == 200
+        [reply] = await asyncio.to_thread(fake_wecom.wait_for_sent, 1)
+        assert (reply["touser"], reply["msgtype"]) == ("zhaoliu", "text")
+
+        repo = await SqlOrderRepository.connect(settings.orders.url)
+        try:
+            store = SqlOutboxStore(repo.engine)
+            async with store.sessions() as session, session.begin():
+                enqueue(session, order_message("WO-5", recipients=["zhaoliu", "never_wrote"]))
+            await asyncio.to_thread(fake_wecom.wait_for_sent, 2)
+
+            async def delivered() -> bool:
+                return (await store.counts())["pending"] == 0
+
+            await until(delivered)
+            inbox = SqlNotifications(repo.engine)
+            assert len(await inbox.list("never_wrote", after=0, limit=10)) == 1
+        finally:
+            await repo.aclose()
+    card = fake_wecom.sent[1]
+    assert (card["touser"], card["msgtype"]) == ("zhaoliu", "textcard")
+    assert len(fake_wecom.sent) == 2  # nothing over WeCom for the one who never wrote there
