@@ -7,6 +7,8 @@ the setting to fix (pydantic raises them as one ``ValidationError``), not when a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from pathlib import Path
 from typing import Literal
@@ -95,6 +97,14 @@ class OrdersSettings(BaseModel):
     url: str = "sqlite+aiosqlite:///data/orders.db"
 
 
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return False
+    return True
+
+
 class WeComSettings(BaseModel):
     corp_id: str = ""
     agent_id: str = ""
@@ -116,6 +126,12 @@ class WeComSettings(BaseModel):
         if missing and len(missing) < len(given):
             names = ", ".join(f"SNAPREPORT_WECOM__{name}" for name in missing)
             raise ValueError(f"the WeCom channel needs every WeCom setting: set {names}, or none")
+        key = self.encoding_aes_key.get_secret_value()
+        if key and (len(key) != 43 or not _is_base64(key + "=")):
+            raise ValueError(
+                "SNAPREPORT_WECOM__ENCODING_AES_KEY must be the 43-character EncodingAESKey "
+                "shown on the application's callback page in the WeCom admin console"
+            )
         return self
 
     @property

@@ -47,3 +47,9 @@ def test_wecom_settings_are_all_or_none(left_out: str) -> None:
 def test_wecom_off_or_complete() -> None:
     assert not load().wecom.enabled
     assert load(wecom=WECOM).wecom.enabled
+
+
+@pytest.mark.parametrize("key", ["short", "A" * 44, "!" * 43])
+def test_a_malformed_encoding_aes_key_is_refused_when_loaded(key: str) -> None:
+    with pytest.raises(ValidationError, match="SNAPREPORT_WECOM__ENCODING_AES_KEY must be the 43"):
+        load(wecom={**WECOM, "encoding_aes_key": key})
