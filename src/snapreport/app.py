@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from snapreport.config import Settings
+from snapreport.dispatch.lifecycle import Dispatch
+from snapreport.dispatch.rules import Rules
 from snapreport.kv.base import KeyValueStore
 from snapreport.media.base import MediaStore
 from snapreport.orders.base import OrderRepository
@@ -33,6 +35,8 @@ class App:
     orders: OrderRepository
     assistant: IncidentAssistant
     kv: KeyValueStore
+    rules: Rules
+    dispatch: Dispatch
     outbox: OutboxStore
     notifications: NotificationStore
     wecom: Channel | None = None

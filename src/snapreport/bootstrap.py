@@ -14,11 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snapreport.app import App
 from snapreport.config import Settings
+from snapreport.dispatch.lifecycle import Dispatch
+from snapreport.dispatch.notices import SLA_TOPIC
+from snapreport.dispatch.rules import Rules, load_rules
+from snapreport.dispatch.sla import sla_handler
 from snapreport.kv.base import KeyValueStore
 from snapreport.kv.keys import key_of
 from snapreport.media.base import MediaStore
@@ -29,10 +34,13 @@ from snapreport.session.stores.base import SessionStore
 from snapreport.timers.base import ExpiryTimers
 from snapreport.vision.base import VisionModel
 from snapreport.workflow.incident import IncidentAssistant
+from snapreport.workflow.texts import load_texts
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from snapreport.orders.repository import SqlOrderRepository
 
 Clock = Callable[[], float]
 
@@ -193,8 +201,27 @@ def build_media(settings: Settings) -> MediaStore:
     )
 
 
+def build_rules(settings: Settings) -> Rules:
+    """The routing rules file, checked (``RulesError`` names the line); none: no teams."""
+    path = settings.dispatch.rules_file
+    if path is None:
+        return Rules()
+    return load_rules(path, catalog=settings.alarm_types)
+
+
+async def build_orders(settings: Settings, clock: Clock) -> SqlOrderRepository:
+    from snapreport.orders.repository import SqlOrderRepository
+
+    return await SqlOrderRepository.connect(settings.orders.url, clock=clock)
+
+
 async def start_outbox(
-    app: App, stack: AsyncExitStack, metrics: Metrics | None, *, engine: AsyncEngine
+    app: App,
+    stack: AsyncExitStack,
+    metrics: Metrics | None,
+    *,
+    engine: AsyncEngine,
+    clock: Clock = time.time,
 ) -> None:
     """Start this process's outbox worker with the handlers of every topic; ``stack`` stops
     it (the round in progress finishes) before the stores it uses close."""
@@ -204,9 +231,14 @@ async def start_outbox(
 
     s = app.settings
     o = s.outbox
-    store = SqlOutboxStore(engine)
+    store = SqlOutboxStore(engine, clock=clock)
     handlers: list[tuple[str, OutboxHandler]] = [
-        ("order.", OrderNotifier(store.sessions, wecom=s.wecom.enabled)),
+        # every member, lead and dispatcher of the rules file is a WeCom user (API.md)
+        (
+            "order.",
+            OrderNotifier(store.sessions, wecom=s.wecom.enabled, staff_on_wecom=app.rules.staff()),
+        ),
+        (SLA_TOPIC, sla_handler(app.dispatch)),
     ]
     if s.wecom.enabled:
         handlers.append((WECOM_TOPIC, await _wecom_notifier(app, stack)))
@@ -226,6 +258,7 @@ async def start_outbox(
             backoff_base_seconds=o.backoff_base_seconds,
             backoff_max_seconds=o.backoff_max_seconds,
         ),
+        clock=clock,
         wake=nudge.event,
         observer=metrics.outbox if metrics is not None else None,
     )
@@ -271,6 +304,7 @@ async def build(
     ``wecom_poll_seconds`` overrides how often the WeCom expiry poller looks (tests). With
     ``channels`` or ``deliver`` the outbox worker runs (unless the settings turn it off)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    rules = build_rules(settings)  # a bad rules file stops start-up before anything opens
     async with AsyncExitStack() as stack:
         redis = build_redis(settings)
         if redis is not None:
@@ -296,17 +330,23 @@ async def build(
             vision = TimedVision(vision, metrics)
         media = build_media(settings)
         stack.push_async_callback(media.aclose)
-        from snapreport.orders.repository import SqlOrderRepository
         from snapreport.outbox.notifications import SqlNotifications
         from snapreport.outbox.sqlalchemy import SqlOutboxStore
 
-        orders = await SqlOrderRepository.connect(settings.orders.url)
+        orders = await build_orders(settings, clock)
         stack.push_async_callback(orders.aclose)
+        dispatch = Dispatch(
+            orders,
+            rules,
+            texts=load_texts(settings.language),
+            reopen_window=timedelta(days=settings.dispatch.reopen_days),
+            clock=clock,
+        )
         assistant = IncidentAssistant(
             engine,
             vision=vision,
             media=media,
-            orders=orders,
+            orders=dispatch,
             catalog=tuple(settings.alarm_types),
             language=settings.language,
         )
@@ -318,11 +358,13 @@ async def build(
             orders,
             assistant,
             kv,
-            outbox=SqlOutboxStore(orders.engine),
+            rules,
+            dispatch,
+            outbox=SqlOutboxStore(orders.engine, clock=clock),
             notifications=SqlNotifications(orders.engine),
         )
         if channels and settings.wecom.enabled:
             await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)
         if (channels or deliver) and settings.outbox.worker:
-            await start_outbox(app, stack, metrics, engine=orders.engine)
+            await start_outbox(app, stack, metrics, engine=orders.engine, clock=clock)
         yield app

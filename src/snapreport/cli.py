@@ -1,4 +1,4 @@
-"""The command line: ``snapreport serve|chat|sessions|diagram``.
+"""The command line: ``snapreport serve|chat|sessions|diagram|dispatch``.
 
 Settings come from the environment (``SNAPREPORT_...``) and ``.env``. Expected errors (bad
 settings, a store that is away, an unknown user) print one line and exit with status 1; only a
@@ -11,6 +11,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Final, NoReturn, TypeVar
 
 import typer
@@ -35,6 +36,8 @@ cli = typer.Typer(
 )
 sessions_cli = typer.Typer(help="List, show and clear sessions.", no_args_is_help=True)
 cli.add_typer(sessions_cli, name="sessions")
+dispatch_cli = typer.Typer(help="Routing rules and work-order dispatch.", no_args_is_help=True)
+cli.add_typer(dispatch_cli, name="dispatch")
 
 
 def out() -> Console:
@@ -150,6 +153,51 @@ def diagram() -> None:
     from snapreport.workflow.diagram import mermaid
 
     sys.stdout.write(mermaid().rstrip("\n") + "\n")
+
+
+# -- dispatch --------------------------------------------------------------------------------------
+
+
+@dispatch_cli.command("check")
+def dispatch_check(
+    file: Annotated[Path, typer.Argument(help="The rules file (TOML).")],
+) -> None:
+    """Check a routing rules file; print its teams and rules, or the line that is wrong."""
+    from snapreport.dispatch.rules import load_rules
+
+    settings = load_settings()
+    try:
+        rules = load_rules(file, catalog=settings.alarm_types)
+    except ConfigurationError as exc:
+        fail(exc.message)
+    console = out()
+    for team in rules.teams.values():
+        console.print(
+            f"team {team.id} ({team.name}): {team.assign}, members {', '.join(team.members) or '-'}"
+            f"; leads {', '.join(team.leads) or '-'}",
+            highlight=False,
+        )
+    for index, rule in enumerate(rules.rules, 1):
+        types = ", ".join(sorted(rule.alarm_types)) if rule.alarm_types else "any type"
+        places = ", ".join(rule.locations) if rule.locations else "anywhere"
+        console.print(
+            f"rule {index}: {types} @ {places} → {rule.route.team.id} "
+            f"(accept {rule.route.accept_within}, resolve {rule.route.resolve_within})",
+            highlight=False,
+        )
+    if rules.default is not None:
+        console.print(f"default → {rules.default.team.id}", highlight=False)
+    console.print(f"{file}: ok", highlight=False)
+
+
+@dispatch_cli.command("diagram")
+def dispatch_diagram(
+    write: Annotated[bool, typer.Option(help="Rewrite the diagram in docs/dispatch.md.")] = False,
+) -> None:
+    """Print the order lifecycle diagram (Mermaid), or rewrite it in docs/dispatch.md."""
+    from snapreport.dispatch.diagram import main as diagram_main
+
+    raise typer.Exit(diagram_main(["--write"] if write else []))
 
 
 # -- sessions --------------------------------------------------------------------------------------

@@ -105,6 +105,11 @@ def _is_base64(text: str) -> bool:
     return True
 
 
+class DispatchSettings(BaseModel):
+    rules_file: Path | None = Field(None, description="the routing rules (TOML); none: no teams")
+    reopen_days: float = Field(7.0, gt=0, le=3650)
+
+
 class WeComSettings(BaseModel):
     corp_id: str = ""
     agent_id: str = ""
@@ -184,6 +189,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     orders: OrdersSettings = OrdersSettings()
     wecom: WeComSettings = WeComSettings()
+    dispatch: DispatchSettings = DispatchSettings()
     http: HttpSettings = HttpSettings()
     outbox: OutboxSettings = OutboxSettings()
     public_url: str = Field(

@@ -26,13 +26,16 @@ HTTP statuses in one place, by ``code`` and ``http_status``.
     │   └── InvalidSignature             403  (WeCom: signature or ciphertext rejected)
     ├── Unauthorized                     401
     ├── Forbidden                        403
-    │   └── NotOrderOwner
+    │   └── NotPermitted                 the caller sees the order but may not do this
+    │       └── NotOrderOwner            (closing: not its reporter, assignee or lead)
     ├── NotFound                         404
     │   ├── SessionNotFound
     │   ├── OrderNotFound
     │   └── MediaNotFound
     ├── Conflict                         409
-    │   ├── OrderAlreadyClosed
+    │   ├── OrderStateConflict           the order's status does not allow the change
+    │   │   ├── OrderAlreadyClosed
+    │   │   └── OrderAlreadyAccepted     someone else has it (``by`` names them)
     │   └── LockLost                     the turn lost its lock; its save was refused
     ├── RateLimited                      429
     ├── SessionBusy                      503  waited too long for the user's lock
@@ -160,8 +163,21 @@ class Forbidden(SnapreportError):
     http_status = 403
 
 
-class NotOrderOwner(Forbidden):
+class NotPermitted(Forbidden):
+    """The caller may see the order but not do this to it; ``reason`` names the rule."""
+
+    code = "not_permitted"
+
+    def __init__(self, message: str, *, reason: str = "not_permitted") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NotOrderOwner(NotPermitted):
     code = "not_order_owner"
+
+    def __init__(self, message: str, *, reason: str = "not_owner") -> None:
+        super().__init__(message, reason=reason)
 
 
 class NotFound(SnapreportError):
@@ -186,8 +202,31 @@ class Conflict(SnapreportError):
     http_status = 409
 
 
-class OrderAlreadyClosed(Conflict):
+class OrderStateConflict(Conflict):
+    """The order's status does not allow the change (``status`` is the one it has)."""
+
+    code = "order_state_conflict"
+
+    def __init__(self, message: str, *, status: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OrderAlreadyClosed(OrderStateConflict):
     code = "order_already_closed"
+
+    def __init__(self, message: str, *, status: str = "closed") -> None:
+        super().__init__(message, status=status)
+
+
+class OrderAlreadyAccepted(OrderStateConflict):
+    """Someone accepted the order first; ``by`` is their user id."""
+
+    code = "order_already_accepted"
+
+    def __init__(self, message: str, *, by: str) -> None:
+        super().__init__(message, status="accepted")
+        self.by = by
 
 
 class LockLost(Conflict):

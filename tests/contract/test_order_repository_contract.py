@@ -17,6 +17,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from snapreport.dispatch.lifecycle import Dispatch
+from snapreport.dispatch.rules import Rules
 from snapreport.errors import (
     InvalidInput,
     NotOrderOwner,
@@ -30,6 +32,7 @@ from snapreport.orders.migrations import VERSION_TABLE, current_revision, head_r
 from snapreport.orders.repository import SqlOrderRepository
 from snapreport.orders.tables import Base
 from snapreport.outbox import tables as outbox_tables
+from snapreport.workflow.texts import load_texts
 from tests.harness.clock import FakeClock
 from tests.harness.postgres_server import fresh_database, start_postgres
 
@@ -71,6 +74,12 @@ async def repo(orders_url: str, clock: FakeClock) -> AsyncIterator[SqlOrderRepos
         yield repository
     finally:
         await repository.aclose()
+
+
+@pytest.fixture
+def desk(repo: SqlOrderRepository, clock: FakeClock) -> Dispatch:
+    """The lifecycle over ``repo`` with no rules: reporter or assignee close, as in Part 1."""
+    return Dispatch(repo, Rules(), texts=load_texts(), clock=clock)
 
 
 def leak(
@@ -192,7 +201,7 @@ class TestOrderRepositoryContract:
         assert await repo.get("ＷＯ－２０２３１１１４－０００１") == created  # full-width input
 
     async def test_unknown_number_raises_order_not_found_naming_it(
-        self, repo: SqlOrderRepository
+        self, desk: Dispatch, repo: SqlOrderRepository
     ) -> None:
         await repo.create(leak())
         missing = "WO-20231114-0099"
@@ -200,17 +209,17 @@ class TestOrderRepositoryContract:
         for attempt in (
             repo.get(missing),
             repo.events(missing),
-            repo.check_can_close(missing, "alice"),
-            repo.close(
+            desk.check_can_close(missing, "alice"),
+            desk.close(
                 missing, by="alice", close_image_key=None, verified=None, note="", forced=False
             ),
-            repo.record_event(missing, kind="note", actor="alice", detail="x"),
+            repo.record_event(missing, kind="commented", actor="alice", detail="x"),
         ):
             with pytest.raises(OrderNotFound, match=missing):
                 await attempt
 
     async def test_list_filters_by_status_and_by_user_as_reporter_or_assignee(
-        self, repo: SqlOrderRepository, clock: FakeClock
+        self, desk: Dispatch, repo: SqlOrderRepository, clock: FakeClock
     ) -> None:
         by_alice = await repo.create(leak("alice"))
         clock.advance(1)
@@ -219,7 +228,7 @@ class TestOrderRepositoryContract:
         unrelated = await repo.create(leak("carol", assignee="dave"))
         clock.advance(1)
         closed = await repo.create(leak("alice"))
-        await repo.close(
+        await desk.close(
             closed.number, by="alice", close_image_key=None, verified=True, note="", forced=False
         )
 
@@ -242,7 +251,7 @@ class TestOrderRepositoryContract:
         assert await repo.open_orders_for("nobody") == []
 
     async def test_has_image_answers_for_the_users_own_orders_only(
-        self, repo: SqlOrderRepository
+        self, repo: SqlOrderRepository, desk: Dispatch
     ) -> None:
         report = NewReport(
             reporter="alice",
@@ -257,7 +266,7 @@ class TestOrderRepositoryContract:
             NewReport("carol", "漏水", "B3", "", image_key=f"img/{'e' * 64}.jpg")
         )
         close_key = f"img/{'c' * 64}.jpg"
-        await repo.close(
+        await desk.close(
             order.number, by="bob", close_image_key=close_key, verified=True, note="", forced=False
         )
 
@@ -279,19 +288,19 @@ class TestOrderRepositoryContract:
             await repo.list(limit=0)
 
     async def test_reporter_and_assignee_may_close(
-        self, repo: SqlOrderRepository, clock: FakeClock
+        self, desk: Dispatch, repo: SqlOrderRepository, clock: FakeClock
     ) -> None:
         first = await repo.create(leak("alice", assignee="bob"))
         second = await repo.create(leak("alice", assignee="bob"))
         clock.advance(60)
 
-        assert (await repo.check_can_close(first.number, "alice")).number == first.number
-        assert (await repo.check_can_close(second.number, "bob")).number == second.number
-        by_reporter = await repo.close(
+        assert (await desk.check_can_close(first.number, "alice")).number == first.number
+        assert (await desk.check_can_close(second.number, "bob")).number == second.number
+        by_reporter = await desk.close(
             first.number, by="alice", close_image_key="media/fixed.jpg", verified=True,
             note="dried up", forced=False,
         )  # fmt: skip
-        by_assignee = await repo.close(
+        by_assignee = await desk.close(
             second.number.lower(), by="bob", close_image_key=None, verified=None,
             note="", forced=False,
         )  # fmt: skip
@@ -307,15 +316,15 @@ class TestOrderRepositoryContract:
         assert await repo.open_orders_for("alice") == []
 
     async def test_someone_else_cannot_close_and_nothing_changes(
-        self, repo: SqlOrderRepository
+        self, desk: Dispatch, repo: SqlOrderRepository
     ) -> None:
         created = await repo.create(leak("alice", assignee="bob"))
         events_before = await repo.events(created.number)
 
         with pytest.raises(NotOrderOwner, match=created.number):
-            await repo.check_can_close(created.number, "mallory")
+            await desk.check_can_close(created.number, "mallory")
         with pytest.raises(NotOrderOwner):
-            await repo.close(
+            await desk.close(
                 created.number, by="mallory", close_image_key="x.jpg", verified=True,
                 note="mine now", forced=True,
             )  # fmt: skip
@@ -323,27 +332,31 @@ class TestOrderRepositoryContract:
         assert await repo.get(created.number) == created
         assert await repo.events(created.number) == events_before
 
-    async def test_a_closed_order_cannot_be_closed_again(self, repo: SqlOrderRepository) -> None:
+    async def test_a_closed_order_cannot_be_closed_again(
+        self, desk: Dispatch, repo: SqlOrderRepository
+    ) -> None:
         created = await repo.create(leak("alice", assignee="bob"))
-        closed = await repo.close(
+        closed = await desk.close(
             created.number, by="alice", close_image_key=None, verified=True, note="", forced=False
         )
 
         with pytest.raises(OrderAlreadyClosed, match=created.number):
-            await repo.check_can_close(created.number, "bob")
+            await desk.check_can_close(created.number, "bob")
         with pytest.raises(OrderAlreadyClosed):
-            await repo.close(
+            await desk.close(
                 created.number, by="bob", close_image_key=None, verified=False, note="again",
                 forced=True,
             )  # fmt: skip
         assert await repo.get(created.number) == closed
 
-    async def test_concurrent_closes_close_exactly_once(self, repo: SqlOrderRepository) -> None:
+    async def test_concurrent_closes_close_exactly_once(
+        self, desk: Dispatch, repo: SqlOrderRepository
+    ) -> None:
         created = await repo.create(leak("alice", assignee="bob"))
 
         results = await asyncio.gather(
             *(
-                repo.close(
+                desk.close(
                     created.number,
                     by=user,
                     close_image_key=None,
@@ -393,35 +406,37 @@ class TestOrderRepositoryContract:
         assert await repo.written_by(MessageKey("api", "alice", "m-3")) is None
 
     async def test_a_message_closes_at_most_once_and_its_retry_gets_that_close(
-        self, repo: SqlOrderRepository
+        self, desk: Dispatch, repo: SqlOrderRepository
     ) -> None:
         created = await repo.create(leak("alice"))
         message = MessageKey("api", "alice", "c-1")
 
         async def close() -> Order:
-            return await repo.close(
+            return await desk.close(
                 created.number, by="alice", close_image_key=None, verified=True,
                 note="fixed", forced=False, message=message,
             )  # fmt: skip
 
-        closed = await close()
+        first = await asyncio.gather(*(close() for _ in range(4)))
+        closed = first[0]
+        assert all(order.number == closed.number for order in first)
         assert await close() == closed  # not OrderAlreadyClosed: it is this message's close
         assert await repo.written_by(message) == ("close", closed)
         closes = [e for e in await repo.events(created.number) if e.kind == "closed"]
         assert len(closes) == 1
         with pytest.raises(OrderAlreadyClosed):
-            await repo.close(
+            await desk.close(
                 created.number, by="alice", close_image_key=None, verified=True,
                 note="again", forced=False, message=MessageKey("api", "alice", "c-2"),
             )  # fmt: skip
 
     async def test_a_message_key_used_for_the_other_action_is_refused(
-        self, repo: SqlOrderRepository
+        self, desk: Dispatch, repo: SqlOrderRepository
     ) -> None:
         message = MessageKey("api", "alice", "m-1")
         created = await repo.create(replace(leak("alice"), message=message))
         with pytest.raises(InvalidInput, match="m-1"):
-            await repo.close(
+            await desk.close(
                 created.number, by="alice", close_image_key=None, verified=None,
                 note="", forced=False, message=message,
             )  # fmt: skip
@@ -437,16 +452,16 @@ class TestOrderRepositoryContract:
         assert len(await repo.list(limit=100)) == 50
 
     async def test_event_log_keeps_kind_actor_and_detail_in_order(
-        self, repo: SqlOrderRepository, clock: FakeClock
+        self, desk: Dispatch, repo: SqlOrderRepository, clock: FakeClock
     ) -> None:
         created = await repo.create(leak("alice", assignee="bob"))
         clock.advance(30)
         await repo.record_event(
-            created.number.lower(), kind="close_rejected", actor="bob",
+            created.number.lower(), kind="close_photo_rejected", actor="bob",
             detail="the photo still shows water",
         )  # fmt: skip
         clock.advance(30)
-        await repo.close(
+        await desk.close(
             created.number, by="bob", close_image_key="fixed.jpg", verified=False,
             note="fixed, the model disagrees", forced=True,
         )  # fmt: skip
@@ -454,25 +469,29 @@ class TestOrderRepositoryContract:
         events = await repo.events(created.number)
         assert [(e.kind, e.actor) for e in events] == [
             ("created", "alice"),
-            ("close_rejected", "bob"),
+            ("assigned", "system"),
+            ("close_photo_rejected", "bob"),
             ("closed", "bob"),
         ]
         assert "漏水" in events[0].detail
-        assert events[1].detail == "the photo still shows water"
-        assert "fixed, the model disagrees" in events[2].detail
-        assert "forced" in events[2].detail
+        assert events[1].detail == "bob"
+        assert events[2].detail == "the photo still shows water"
+        assert "fixed, the model disagrees" in events[3].detail
+        assert "forced" in events[3].detail
         assert {e.order_number for e in events} == {created.number}
         start = datetime.fromtimestamp(clock.now - 60, UTC)
-        assert [e.at for e in events] == [start + timedelta(seconds=s) for s in (0, 30, 60)]
+        assert [e.at for e in events] == [start + timedelta(seconds=s) for s in (0, 0, 30, 60)]
 
-    async def test_forced_close_and_verification_are_stored(self, repo: SqlOrderRepository) -> None:
+    async def test_forced_close_and_verification_are_stored(
+        self, desk: Dispatch, repo: SqlOrderRepository
+    ) -> None:
         forced = await repo.create(leak())
         verified = await repo.create(leak())
-        await repo.close(
+        await desk.close(
             forced.number, by="alice", close_image_key="f.jpg", verified=False,
             note="the model is wrong", forced=True,
         )  # fmt: skip
-        await repo.close(
+        await desk.close(
             verified.number, by="alice", close_image_key="v.jpg", verified=True, note="",
             forced=False,
         )  # fmt: skip
@@ -484,7 +503,7 @@ class TestOrderRepositoryContract:
         assert (stored_verified.forced, stored_verified.close_verified) == (False, True)
 
     async def test_an_external_system_may_create_an_assigned_order(
-        self, orders_url: str, repo: SqlOrderRepository
+        self, desk: Dispatch, orders_url: str, repo: SqlOrderRepository
     ) -> None:
         report = NewReport(
             reporter="alarm-system",
@@ -503,7 +522,7 @@ class TestOrderRepositoryContract:
             None,
         )
         assert [o.number for o in await repo.open_orders_for("tech-7")] == [created.number]
-        closed = await repo.close(
+        closed = await desk.close(
             created.number, by="tech-7", close_image_key="done.jpg", verified=True, note="",
             forced=False,
         )  # fmt: skip
@@ -562,6 +581,8 @@ async def test_store_going_away_raises_store_unavailable_then_recovers() -> None
 
 STARTER = """
 import asyncio, sys
+from snapreport.dispatch.lifecycle import Dispatch
+from snapreport.dispatch.rules import Rules
 from snapreport.orders.base import NewReport
 from snapreport.orders.repository import SqlOrderRepository
 

@@ -12,22 +12,32 @@ import io
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from snapreport.config import DEFAULT_ALARM_TYPES
+from snapreport.dispatch.lifecycle import Dispatch
+from snapreport.dispatch.rules import Rules
 from snapreport.errors import StoreUnavailable
 from snapreport.media.local import LocalMediaStore
 from snapreport.orders.base import (
+    Announce,
+    EventKind,
     MessageKey,
     NewReport,
     Order,
     OrderAction,
+    OrderChange,
     OrderEvent,
+    OrderPage,
+    OrderQuery,
     OrderRepository,
     OrderStatus,
+    Routing,
+    no_announcements,
 )
 from snapreport.orders.repository import SqlOrderRepository
 from snapreport.session.engine import EngineConfig, SessionEngine
@@ -38,6 +48,7 @@ from snapreport.vision.manual import ManualVision
 from snapreport.vision.openai_compat import OpenAICompatVision
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
 from snapreport.workflow.incident import IncidentAssistant
+from snapreport.workflow.texts import load_texts
 from tests.harness.clock import FakeClock
 
 TTL_SECONDS = 600.0
@@ -88,6 +99,7 @@ class Kit:
     orders: SqlOrderRepository
     clock: FakeClock
     media_root: Path
+    dispatch: Dispatch
 
     async def send(self, event: Event, user: str = USER) -> Outcome:
         return await self.assistant.handle(user, event)
@@ -163,8 +175,10 @@ async def dialogue(
     language: str = "zh-CN",
     catalog: Sequence[str] = DEFAULT_ALARM_TYPES,
     wrap_orders: Callable[[SqlOrderRepository], OrderRepository] | None = None,
+    rules: Rules | None = None,
 ) -> AsyncIterator[Kit]:
-    """The assistant on real adapters; ``wrap_orders`` may put a failing store in front."""
+    """The assistant on real adapters; ``wrap_orders`` may put a failing store in front;
+    ``rules`` are the dispatch rules (default: none)."""
     store = MemorySessionStore(clock=clock)
     engine = SessionEngine(store, EngineConfig(ttl_seconds=TTL_SECONDS), clock=clock)
     media_root = tmp_path / "media"
@@ -173,16 +187,22 @@ async def dialogue(
         f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}", clock=clock
     )
     model = vision if vision is not None else ManualVision()
+    dispatch = Dispatch(
+        wrap_orders(orders) if wrap_orders is not None else orders,
+        rules if rules is not None else Rules(),
+        texts=load_texts(language),
+        clock=clock,
+    )
     assistant = IncidentAssistant(
         engine,
         vision=model,
         media=media,
-        orders=wrap_orders(orders) if wrap_orders is not None else orders,
+        orders=dispatch,
         catalog=catalog,
         language=language,
     )
     try:
-        yield Kit(assistant, engine, media, orders, clock, media_root)
+        yield Kit(assistant, engine, media, orders, clock, media_root, dispatch)
     finally:
         await orders.aclose()
         await model.aclose()
@@ -202,9 +222,39 @@ class FlakyOrders:
         if method in self.failing:
             raise StoreUnavailable(f"orders database is away ({method})")
 
-    async def create(self, report: NewReport) -> Order:
+    async def create(
+        self,
+        report: NewReport,
+        *,
+        routing: Routing | None = None,
+        announce: Announce = no_announcements,
+    ) -> Order:
         self._check("create")
-        return await self.inner.create(report)
+        return await self.inner.create(report, routing=routing, announce=announce)
+
+    async def apply(self, change: OrderChange, *, announce: Announce) -> Order | None:
+        self._check("apply")
+        return await self.inner.apply(change, announce=announce)
+
+    async def escalate(
+        self, number: str, *, level: int, now: datetime, announce: Announce
+    ) -> Order | None:
+        self._check("escalate")
+        return await self.inner.escalate(number, level=level, now=now, announce=announce)
+
+    async def record_event(
+        self,
+        number: str,
+        *,
+        kind: EventKind,
+        actor: str,
+        detail: str,
+        announce: Announce = no_announcements,
+    ) -> Order:
+        self._check("record_event")
+        return await self.inner.record_event(
+            number, kind=kind, actor=actor, detail=detail, announce=announce
+        )
 
     async def get(self, number: str) -> Order:
         self._check("get")
@@ -216,6 +266,10 @@ class FlakyOrders:
         self._check("list")
         return await self.inner.list(status=status, user_id=user_id, limit=limit)
 
+    async def page(self, query: OrderQuery, *, limit: int = 100) -> OrderPage:
+        self._check("page")
+        return await self.inner.page(query, limit=limit)
+
     async def open_orders_for(self, user_id: str) -> Sequence[Order]:
         self._check("open_orders_for")
         return await self.inner.open_orders_for(user_id)
@@ -224,39 +278,9 @@ class FlakyOrders:
         self._check("has_image")
         return await self.inner.has_image(user_id, key)
 
-    async def check_can_close(self, number: str, user_id: str) -> Order:
-        self._check("check_can_close")
-        return await self.inner.check_can_close(number, user_id)
-
-    async def close(
-        self,
-        number: str,
-        *,
-        by: str,
-        close_image_key: str | None,
-        verified: bool | None,
-        note: str,
-        forced: bool,
-        message: MessageKey | None = None,
-    ) -> Order:
-        self._check("close")
-        return await self.inner.close(
-            number,
-            by=by,
-            close_image_key=close_image_key,
-            verified=verified,
-            note=note,
-            forced=forced,
-            message=message,
-        )
-
     async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
         self._check("written_by")
         return await self.inner.written_by(message)
-
-    async def record_event(self, number: str, *, kind: str, actor: str, detail: str) -> None:
-        self._check("record_event")
-        await self.inner.record_event(number, kind=kind, actor=actor, detail=detail)
 
     async def events(self, number: str) -> Sequence[OrderEvent]:
         return await self.inner.events(number)

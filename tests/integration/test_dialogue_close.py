@@ -200,7 +200,7 @@ async def test_an_order_already_closed(kit: Kit, fake_vlm: FakeVLM) -> None:
 async def test_an_order_closed_meanwhile_by_someone_else(kit: Kit) -> None:
     order = await assigned_order(kit, reporter="lisi")
     await kit.text(f"结单 {order.number}")
-    await kit.orders.close(
+    await kit.dispatch.close(
         order.number, by="lisi", close_image_key=None, verified=None, note="", forced=False
     )
     outcome = await kit.photo(AFTER)
@@ -320,7 +320,7 @@ async def test_the_orders_store_failing_at_close_changes_nothing(
         order = await kit.report(data=BEFORE)
         await kit.text(f"结单 {order.number}")
         before = await kit.session()
-        flaky[0].failing.add("close")
+        flaky[0].failing.add("apply")
         with pytest.raises(StoreUnavailable):
             await kit.photo(AFTER)
         after = await kit.session()

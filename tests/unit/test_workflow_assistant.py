@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from snapreport.config import DEFAULT_ALARM_TYPES
+from snapreport.dispatch.lifecycle import Dispatch
+from snapreport.dispatch.rules import Rules
 from snapreport.errors import ConfigurationError
 from snapreport.media.local import LocalMediaStore
 from snapreport.orders.repository import SqlOrderRepository
@@ -16,6 +18,7 @@ from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.stores.memory import MemorySessionStore
 from snapreport.vision.manual import ManualVision
 from snapreport.workflow.incident import IncidentAssistant
+from snapreport.workflow.texts import load_texts
 from tests.harness.clock import FakeClock
 
 
@@ -34,7 +37,7 @@ async def build(
             engine,
             vision=ManualVision(),
             media=LocalMediaStore(tmp_path / "media"),
-            orders=orders,
+            orders=Dispatch(orders, Rules(), texts=load_texts(language), clock=clock),
             catalog=catalog,
             language=language,
         )

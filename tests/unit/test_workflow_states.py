@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from snapreport.session.model import STATES, State
-from snapreport.workflow.handlers import close, report, shared
+from snapreport.workflow.handlers import close, report, shared, staff
 from snapreport.workflow.states import (
     ANY,
     SAME,
@@ -23,7 +23,7 @@ def test_every_public_handler_is_in_the_table() -> None:
     named = {row.handler for row in TRANSITIONS}
     public = {
         function
-        for module in (shared, report, close)
+        for module in (shared, report, close, staff)
         for name, function in vars(module).items()
         if callable(function)
         and getattr(function, "__module__", None) == module.__name__

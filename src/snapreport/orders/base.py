@@ -1,15 +1,16 @@
 """The ``OrderRepository`` port and its value types.
 
-Order numbers are human-friendly (e.g. ``WO-20261124-0001``). Only the reporter or the
-assignee may close an order (``NotOrderOwner``); a closed order cannot be closed again
-(``OrderAlreadyClosed``); an unknown number raises ``OrderNotFound``. Adapters convert driver
-errors into ``StoreUnavailable``.
+Order numbers are human-friendly (e.g. ``WO-20261124-0001``). The repository stores and
+changes orders; WHO may change them and HOW their status moves is decided by
+``snapreport.dispatch`` before it asks for a change. Changes are conditional on the order being
+as it was seen, so of two concurrent changes exactly one applies. An unknown number raises
+``OrderNotFound``. Adapters convert driver errors into ``StoreUnavailable``.
 
 Exactly once per message: a create or close given a ``MessageKey`` (channel, user, message id)
-is written at most once for that key. Asked again with the same key, ``create`` and ``close``
-answer with the order the first call wrote, writing nothing (a retried message whose first
-attempt wrote its order and then failed). A key already used for the other action is refused
-(``InvalidInput``). Calls without a key are not deduplicated.
+is written at most once for that key. Asked again with the same key, ``create`` and a closing
+``apply`` answer with the order the first call wrote, writing nothing (a retried message whose
+first attempt wrote its order and then failed). A key already used for the other action is
+refused (``InvalidInput``). Calls without a key are not deduplicated.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict
 
-OrderStatus = Literal["open", "closed"]
+from snapreport.outbox.base import OutboxMessage
+
+OrderStatus = Literal["open", "accepted", "closed", "rejected"]
+ORDER_STATUSES: tuple[OrderStatus, ...] = ("open", "accepted", "closed", "rejected")
+# statuses in which an order still waits for someone to act
+ACTIVE_STATUSES: tuple[OrderStatus, ...] = ("open", "accepted")
 OrderAction = Literal["create", "close"]
 
 
@@ -30,6 +36,21 @@ class MessageKey:
     channel: str
     user_id: str
     message_id: str
+
+
+EventKind = Literal[
+    "created",
+    "assigned",
+    "accepted",
+    "transferred",
+    "commented",
+    "close_photo_rejected",
+    "closed",
+    "rejected",
+    "reopened",
+    "escalated",
+    "merged_report",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +66,19 @@ class NewReport:
     assignee: str | None = None
     source: str = "chat"
     message: MessageKey | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Where a new order goes: its team, the members to take turns (``round_robin``; empty
+    for ``claim``) and its deadlines."""
+
+    team: str
+    due_accept_at: datetime
+    due_resolve_at: datetime
+    rotation: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +101,15 @@ class Order:
     close_verified: bool | None
     close_note: str | None
     forced: bool
+    team: str | None = None
+    accepted_at: datetime | None = None
+    due_accept_at: datetime | None = None
+    due_resolve_at: datetime | None = None
+    escalation: int = 0
+    latitude: float | None = None
+    longitude: float | None = None
+    reject_reason: str | None = None
+    also_reported_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +123,122 @@ class OrderEvent:
     at: datetime
 
 
-class OrderRepository(Protocol):
-    """Alarms and work orders."""
+class OrderFields(TypedDict, total=False):
+    """The columns a lifecycle change may set."""
 
-    async def create(self, report: NewReport) -> Order:
-        """Create an alarm and its open work order, logging a ``created`` event; with
+    status: OrderStatus
+    team: str | None
+    assignee: str | None
+    accepted_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None
+    close_image_key: str | None
+    close_verified: bool | None
+    close_note: str | None
+    forced: bool
+    reject_reason: str | None
+    due_resolve_at: datetime | None
+    escalation: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """One lifecycle change: applied only if the order still has the status, team and
+    assignee it had when ``seen`` (what the permission check was made on), else not at all.
+    ``message`` (closes only) keys the change to the message that asked for it."""
+
+    seen: Order
+    kind: EventKind
+    actor: str
+    detail: str
+    fields: OrderFields
+    message: MessageKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """Filters of an order listing (all optional, combined with AND), newest first.
+
+    ``visible_to`` limits the listing to what one user may see: orders of ``teams``, and those
+    they reported, were assigned or were merged into (None: every order).
+    """
+
+    statuses: tuple[OrderStatus, ...] = ()
+    team: str | None = None
+    assignee: str | None = None
+    reporter: str | None = None
+    alarm_type: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    text: str | None = None
+    overdue_at: datetime | None = None
+    involving: str | None = None
+    visible_to: tuple[str, frozenset[str]] | None = None
+    after_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    """A page of orders and the cursor of the next page (None: this was the last)."""
+
+    orders: Sequence[Order]
+    next_cursor: str | None
+
+
+class Announce(Protocol):
+    """What to write to the outbox for a change: given the order after it and its event."""
+
+    def __call__(self, order: Order, event: OrderEvent) -> Sequence[OutboxMessage]: ...
+
+
+def no_announcements(order: Order, event: OrderEvent) -> Sequence[OutboxMessage]:
+    """An ``Announce`` that writes nothing to the outbox (an order nobody is to be told of,
+    such as one imported or made by a test)."""
+    return ()
+
+
+class OrderRepository(Protocol):
+    """Alarms and work orders. Every write is one transaction that also writes the outbox
+    messages ``announce`` returns for it, so a change and its announcements commit together."""
+
+    async def create(
+        self,
+        report: NewReport,
+        *,
+        routing: Routing | None = None,
+        announce: Announce = no_announcements,
+    ) -> Order:
+        """Create an alarm and its open work order (routed to ``routing``'s team, a member
+        picked in turn when it rotates), logging ``created`` (and ``assigned``); with
         ``report.message``, the order that message created if there is one."""
+        ...
+
+    async def apply(self, change: OrderChange, *, announce: Announce) -> Order | None:
+        """Apply ``change`` and log its event, if the order still has the status, team and
+        assignee of ``change.seen``; None (nothing written) if it changed meanwhile. With
+        ``change.message`` (a close), the order that message closed if there is one."""
+        ...
+
+    async def escalate(
+        self, number: str, *, level: int, now: datetime, announce: Announce
+    ) -> Order | None:
+        """Raise the order's escalation to ``level`` if it is below it and the deadline of
+        the level has passed while the order still qualifies (level 1: open past
+        ``due_accept_at``; level 2: open or accepted past ``due_resolve_at``); else None.
+        Level 2 first takes level 1 if that is due and was not taken: both happen, in order."""
+        ...
+
+    async def record_event(
+        self,
+        number: str,
+        *,
+        kind: EventKind,
+        actor: str,
+        detail: str,
+        announce: Announce = no_announcements,
+    ) -> Order:
+        """Append to an order's event log without changing it (a comment, a close photo
+        that was not accepted)."""
         ...
 
     async def get(self, number: str) -> Order: ...
@@ -97,44 +250,26 @@ class OrderRepository(Protocol):
         user_id: str | None = None,
         limit: int = 100,
     ) -> Sequence[Order]:
-        """Orders newest first; ``user_id`` matches the reporter or the assignee."""
+        """Orders newest first; ``user_id`` matches the reporter, the assignee or a merged
+        reporter."""
+        ...
+
+    async def page(self, query: OrderQuery, *, limit: int = 100) -> OrderPage:
+        """Orders matching ``query``, newest first, at most ``limit``."""
         ...
 
     async def open_orders_for(self, user_id: str) -> Sequence[Order]:
-        """Open orders the user reported or is assigned to, newest first."""
-        ...
-
-    async def check_can_close(self, number: str, user_id: str) -> Order:
-        """The order, if it exists, is open and is the user's; else the specific error."""
+        """Open and accepted orders the user reported or is assigned to, newest first."""
         ...
 
     async def has_image(self, user_id: str, key: str) -> bool:
-        """Whether ``key`` is the report or close photo of an order the user reported or is
-        assigned to (one query, whatever the number of their orders)."""
-        ...
-
-    async def close(
-        self,
-        number: str,
-        *,
-        by: str,
-        close_image_key: str | None,
-        verified: bool | None,
-        note: str,
-        forced: bool,
-        message: MessageKey | None = None,
-    ) -> Order:
-        """Close an open order of ``by``'s, logging a ``closed`` event; with ``message``, the
-        order that message closed if there is one."""
+        """Whether ``key`` is the report or close photo of an order the user reported, is
+        assigned to or was merged into (one query, whatever the number of their orders)."""
         ...
 
     async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
         """What the message did (``create`` or ``close``) and that order as it is now; None if
         it wrote nothing."""
-        ...
-
-    async def record_event(self, number: str, *, kind: str, actor: str, detail: str) -> None:
-        """Append to an order's event log (e.g. a close photo that was not accepted)."""
         ...
 
     async def events(self, number: str) -> Sequence[OrderEvent]: ...

@@ -1,13 +1,16 @@
 """``SqlOrderRepository``: the ``OrderRepository`` port on SQLAlchemy (SQLite or PostgreSQL).
 
-Every public method is one transaction. Rules that must hold under concurrency are enforced
-by the database, not by a read-then-write in Python: order numbers come from a per-day counter
-row bumped by an upsert in the creating transaction, and ``close`` is a conditional ``UPDATE
-... WHERE status = 'open' AND <by is reporter or assignee>``, so of two concurrent closes
-exactly one wins. A create or close that names its message writes an ``order_sources`` row in
-the same transaction; the row's unique key (channel, user, message id) makes a second write
-for that message impossible, and the retry reads the first one's order instead. Driver errors
-become ``StoreUnavailable``; messages never show a password.
+Every public method is one transaction, and every write adds the outbox messages its
+``announce`` returns to that same transaction (``enqueue``), so a change and its notifications
+commit together or not at all. Rules that must hold under concurrency are enforced by the
+database, not by a read-then-write in Python: order numbers come from a per-day counter row
+bumped by an upsert in the creating transaction (``round_robin`` turns likewise, per team);
+``apply`` is a conditional ``UPDATE ... WHERE status, team and assignee are as seen`` and
+``escalate`` one ``WHERE escalation < level AND <still due>``, so of concurrent changes exactly
+one applies. A create or close that names its message writes an ``order_sources`` row in the
+same transaction; the row's unique key (channel, user, message id) makes a second write for that
+message impossible, and the retry reads the first one's order instead. Driver errors become
+``StoreUnavailable``; messages never show a password.
 """
 
 from __future__ import annotations
@@ -18,31 +21,40 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Protocol, cast
 
 from alembic.util.exc import CommandError
-from sqlalchemy import ColumnElement, Select, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from snapreport.errors import (
     ConfigurationError,
     InvalidInput,
-    NotOrderOwner,
-    OrderAlreadyClosed,
     OrderNotFound,
     SnapreportError,
     StoreUnavailable,
 )
 from snapreport.logs import get_logger
 from snapreport.orders.base import (
+    ACTIVE_STATUSES,
+    ORDER_STATUSES,
+    Announce,
+    EventKind,
     MessageKey,
     NewReport,
     Order,
     OrderAction,
+    OrderChange,
     OrderEvent,
+    OrderPage,
+    OrderQuery,
     OrderStatus,
+    Routing,
+    no_announcements,
 )
 from snapreport.orders.database import (
     create_orders_engine,
@@ -57,24 +69,38 @@ from snapreport.orders.tables import (
     CHANNEL_LENGTH,
     MEDIA_KEY_LENGTH,
     MESSAGE_ID_LENGTH,
+    TEAM_ID_LENGTH,
     USER_ID_LENGTH,
     AlarmRow,
+    AlsoReportedRow,
     OrderCounterRow,
     OrderEventRow,
     OrderSourceRow,
+    TeamTurnRow,
     WorkOrderRow,
 )
+from snapreport.outbox.base import OutboxMessage
+from snapreport.outbox.sqlalchemy import enqueue as enqueue_outbox
 
 Clock = Callable[[], float]
 
 log = get_logger("snapreport.orders")
+
+
+class Enqueue(Protocol):
+    """Adds outbox messages to the caller's open transaction (never commits)."""
+
+    def __call__(
+        self, session: AsyncSession, *messages: OutboxMessage, now: datetime | None = None
+    ) -> None: ...
+
 
 MAX_LIST_LIMIT = 1000
 _LIMITS = {
     "reporter": USER_ID_LENGTH,
     "assignee": USER_ID_LENGTH,
     "actor": USER_ID_LENGTH,
-    "by": USER_ID_LENGTH,
+    "closed_by": USER_ID_LENGTH,
     "alarm_type": 64,
     "source": 32,
     "kind": 32,
@@ -109,10 +135,9 @@ def _check(field: str, value: str | None, *, required: bool = True) -> None:
 
 def _to_order(row: WorkOrderRow) -> Order:
     alarm = row.alarm
-    status: OrderStatus = "open" if row.status == "open" else "closed"
     return Order(
         number=row.number,
-        status=status,
+        status=cast(OrderStatus, row.status),
         alarm_id=str(alarm.id),
         alarm_type=alarm.alarm_type,
         location=alarm.location,
@@ -127,6 +152,15 @@ def _to_order(row: WorkOrderRow) -> Order:
         close_verified=row.close_verified,
         close_note=row.close_note,
         forced=row.forced,
+        team=row.team,
+        accepted_at=row.accepted_at,
+        due_accept_at=row.due_accept_at,
+        due_resolve_at=row.due_resolve_at,
+        escalation=row.escalation,
+        latitude=alarm.latitude,
+        longitude=alarm.longitude,
+        reject_reason=row.reject_reason,
+        also_reported_by=tuple(also.user_id for also in row.also_reported),
     )
 
 
@@ -153,17 +187,78 @@ def _replayed(wanted: OrderAction, message: MessageKey, action: str, row: WorkOr
     return _to_order(row)
 
 
-def _is_owner(user_id: str) -> ColumnElement[bool]:
-    return or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id)
+def _involving(user_id: str) -> ColumnElement[bool]:
+    """The user reported the order, is assigned to it, or their report was merged into it."""
+    merged = select(AlsoReportedRow.id).where(
+        AlsoReportedRow.order_id == WorkOrderRow.id, AlsoReportedRow.user_id == user_id
+    )
+    return or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id, merged.exists())
 
 
-def _ensure_closable(row: WorkOrderRow, user_id: str) -> None:
-    if row.status != "open":
-        raise OrderAlreadyClosed(f"work order {row.number} is already closed")
-    if user_id not in (row.reporter, row.assignee):
-        raise NotOrderOwner(
-            f"work order {row.number} can only be closed by its reporter or its assignee"
+def _same(column: InstrumentedAttribute[str | None], value: str | None) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
+
+
+def _overdue(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(WorkOrderRow.status == "open", WorkOrderRow.due_accept_at < now),
+        and_(WorkOrderRow.status.in_(ACTIVE_STATUSES), WorkOrderRow.due_resolve_at < now),
+    )
+
+
+def _escalation_due(level: int, now: datetime) -> ColumnElement[bool]:
+    """Level 1: still open past ``due_accept_at``; level 2: still active past
+    ``due_resolve_at``."""
+    if level == 1:
+        return and_(WorkOrderRow.status == "open", WorkOrderRow.due_accept_at <= now)
+    return and_(WorkOrderRow.status.in_(ACTIVE_STATUSES), WorkOrderRow.due_resolve_at <= now)
+
+
+def _filtered(query: OrderQuery) -> Select[WorkOrderRow]:
+    statement = select(WorkOrderRow)
+    if query.statuses:
+        statement = statement.where(WorkOrderRow.status.in_(query.statuses))
+    for column, value in (
+        (WorkOrderRow.team, query.team),
+        (WorkOrderRow.assignee, query.assignee),
+        (WorkOrderRow.reporter, query.reporter),
+    ):
+        if value is not None:
+            statement = statement.where(column == value)
+    if query.alarm_type is not None or query.text is not None:
+        statement = statement.join(WorkOrderRow.alarm)
+    if query.alarm_type is not None:
+        statement = statement.where(AlarmRow.alarm_type == query.alarm_type)
+    if query.created_from is not None:
+        statement = statement.where(WorkOrderRow.created_at >= query.created_from)
+    if query.created_to is not None:
+        statement = statement.where(WorkOrderRow.created_at < query.created_to)
+    if query.text is not None:
+        pattern = "%" + _escape_like(query.text.strip().casefold()) + "%"
+        statement = statement.where(
+            or_(
+                func.lower(AlarmRow.location).like(pattern, escape="\\"),
+                func.lower(AlarmRow.description).like(pattern, escape="\\"),
+                func.lower(WorkOrderRow.number).like(pattern, escape="\\"),
+            )
         )
+    if query.overdue_at is not None:
+        statement = statement.where(_overdue(query.overdue_at))
+    if query.involving is not None:
+        statement = statement.where(_involving(query.involving))
+    if query.visible_to is not None:
+        user_id, teams = query.visible_to
+        seen = _involving(user_id)
+        if teams:
+            seen = or_(WorkOrderRow.team.in_(sorted(teams)), seen)
+        statement = statement.where(seen)
+    if query.after_id is not None:
+        statement = statement.where(WorkOrderRow.id < query.after_id)
+    return statement.order_by(WorkOrderRow.id.desc())
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class SqlOrderRepository:
@@ -173,8 +268,11 @@ class SqlOrderRepository:
     head; close it with ``await repo.aclose()``.
     """
 
-    def __init__(self, engine: AsyncEngine, *, where: str, clock: Clock = time.time) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, where: str, enqueue: Enqueue, clock: Clock = time.time
+    ) -> None:
         self._engine = engine
+        self._enqueue = enqueue
         self._where = where
         self._clock = clock
         self._reads = async_sessionmaker(engine, expire_on_commit=False)
@@ -183,16 +281,22 @@ class SqlOrderRepository:
 
     @classmethod
     async def connect(
-        cls, url: str, *, clock: Clock = time.time, connect_timeout: float = 10.0
+        cls,
+        url: str,
+        *,
+        enqueue: Enqueue = enqueue_outbox,
+        clock: Clock = time.time,
+        connect_timeout: float = 10.0,
     ) -> SqlOrderRepository:
         """Open the database at ``url`` and bring its schema to head.
 
-        Raises ``ConfigurationError`` for a URL that cannot work, ``StoreUnavailable`` when the
-        database cannot be reached.
+        ``enqueue`` writes outbox messages into a transaction (the outbox's, in the same
+        database). Raises ``ConfigurationError`` for a URL that cannot work,
+        ``StoreUnavailable`` when the database cannot be reached.
         """
         parsed = parse_url(url)
         engine = create_orders_engine(parsed, connect_timeout=connect_timeout)
-        repository = cls(engine, where=safe_url(parsed), clock=clock)
+        repository = cls(engine, where=safe_url(parsed), enqueue=enqueue, clock=clock)
         try:
             await repository.migrate()
         except BaseException:
@@ -221,9 +325,15 @@ class SqlOrderRepository:
 
     # -- the port --------------------------------------------------------------------------
 
-    async def create(self, report: NewReport) -> Order:
-        """Create an alarm and its open work order, logging a ``created`` event; with
-        ``report.message``, the order that message created if there is one."""
+    async def create(
+        self,
+        report: NewReport,
+        *,
+        routing: Routing | None = None,
+        announce: Announce = no_announcements,
+    ) -> Order:
+        """Create an alarm and its open work order (routed to ``routing``'s team, a member
+        picked in turn when it rotates), logging ``created`` (and ``assigned``)."""
         for field in ("reporter", "alarm_type", "source"):
             _check(field, getattr(report, field))
         _check("assignee", report.assignee, required=False)
@@ -231,12 +341,18 @@ class SqlOrderRepository:
         _check_message(report.message)
         if report.confidence is not None and not math.isfinite(report.confidence):
             raise InvalidInput("confidence must be a finite number")
+        for name in ("latitude", "longitude"):
+            value = getattr(report, name)
+            if value is not None and not math.isfinite(value):
+                raise InvalidInput(f"{name} must be a finite number")
         try:
-            return await self._create(report)
+            return await self._create(report, routing, announce)
         except _MessageSeen as seen:
             return await self._replay("create", seen.message)
 
-    async def _create(self, report: NewReport) -> Order:
+    async def _create(
+        self, report: NewReport, routing: Routing | None, announce: Announce
+    ) -> Order:
         now = self._now()
         day = day_key(now)
         async with self._write("creating a work order") as session:
@@ -245,6 +361,10 @@ class SqlOrderRepository:
                 if found is not None:
                     return _replayed("create", report.message, *found)
             sequence = await self._next_sequence(session, day)
+            assignee = report.assignee
+            if assignee is None and routing is not None and routing.rotation:
+                turn = await self._next_turn(session, routing.team)
+                assignee = routing.rotation[(turn - 1) % len(routing.rotation)]
             alarm = AlarmRow(
                 alarm_type=report.alarm_type,
                 description=report.description,
@@ -254,26 +374,138 @@ class SqlOrderRepository:
                 reporter=report.reporter,
                 source=report.source,
                 created_at=now,
+                latitude=report.latitude,
+                longitude=report.longitude,
             )
             row = WorkOrderRow(
                 number=format_number(day, sequence),
                 alarm=alarm,
                 status="open",
                 reporter=report.reporter,
-                assignee=report.assignee,
+                assignee=assignee,
                 forced=False,
                 created_at=now,
+                team=routing.team if routing is not None else None,
+                due_accept_at=routing.due_accept_at if routing is not None else None,
+                due_resolve_at=routing.due_resolve_at if routing is not None else None,
+                escalation=0,
+                also_reported=[],
             )
             session.add(row)
             await session.flush()
             detail = f"{report.alarm_type} @ {report.location} (source: {report.source})"
-            session.add(
-                OrderEventRow(
-                    order_id=row.id, kind="created", actor=report.reporter, detail=detail, at=now
-                )
-            )
+            if row.team is not None:
+                detail += f", team {row.team}"
+            created = self._event(session, row, "created", report.reporter, detail, now)
+            if assignee is not None:
+                self._event(session, row, "assigned", "system", assignee, now)
             await self._add_source(session, report.message, "create", row.id, now)
-            return _to_order(row)
+            order = _to_order(row)
+            self._enqueue(session, *announce(order, created), now=now)
+            return order
+
+    async def apply(self, change: OrderChange, *, announce: Announce) -> Order | None:
+        """Apply ``change`` and log its event, if the order still has the status, team and
+        assignee of ``change.seen``; None (nothing written) if it changed meanwhile. With
+        ``change.message`` (a close), the order that message closed if there is one."""
+        if change.message is not None and change.kind != "closed":
+            raise InvalidInput("only a close is keyed by its message")
+        _check_message(change.message)
+        try:
+            return await self._apply(change, announce)
+        except _MessageSeen as seen:
+            return await self._replay("close", seen.message)
+
+    async def _apply(self, change: OrderChange, announce: Announce) -> Order | None:
+        seen = change.seen
+        _check("actor", change.actor)
+        for field in ("assignee", "closed_by"):
+            value = change.fields.get(field)
+            _check(field, value if isinstance(value, str) else None, required=False)
+        _check("close_image_key", change.fields.get("close_image_key"), required=False)
+        team = change.fields.get("team")
+        if team is not None and len(team) > TEAM_ID_LENGTH:
+            raise InvalidInput(f"team is longer than {TEAM_ID_LENGTH} characters")
+        now = self._now()
+        statement = (
+            update(WorkOrderRow)
+            .where(
+                WorkOrderRow.number == seen.number,
+                WorkOrderRow.status == seen.status,
+                _same(WorkOrderRow.team, seen.team),
+                _same(WorkOrderRow.assignee, seen.assignee),
+            )
+            .values(**change.fields)
+            .returning(WorkOrderRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._write(f"changing a work order ({change.kind})") as session:
+            if change.message is not None:
+                found = await self._source(session, change.message)
+                if found is not None:
+                    return _replayed("close", change.message, *found)
+            changed_id = (await session.execute(statement)).scalar_one_or_none()
+            if changed_id is None:
+                return None
+            await self._add_source(session, change.message, "close", changed_id, now)
+            row = await self._find(session, seen.number)
+            event = self._event(session, row, change.kind, change.actor, change.detail, now)
+            order = _to_order(row)
+            self._enqueue(session, *announce(order, event), now=now)
+            return order
+
+    async def escalate(
+        self, number: str, *, level: int, now: datetime, announce: Announce
+    ) -> Order | None:
+        """Raise the order's escalation to ``level`` if it is below it and the deadline of
+        the level has passed while the order still qualifies (level 1: open past
+        ``due_accept_at``; level 2: open or accepted past ``due_resolve_at``); else None.
+        Level 2 first takes level 1 if that is due and was not taken: both happen, in order."""
+        if level not in (1, 2):
+            raise InvalidInput("escalation level must be 1 or 2")
+        wanted = normalize_number(number)
+        changed: Order | None = None
+        async with self._write("escalating a work order") as session:
+            for step in range(1, level + 1):
+                statement = (
+                    update(WorkOrderRow)
+                    .where(
+                        WorkOrderRow.number == wanted,
+                        WorkOrderRow.escalation < step,
+                        _escalation_due(step, now),
+                    )
+                    .values(escalation=step)
+                    .returning(WorkOrderRow.id)
+                    .execution_options(synchronize_session=False)
+                )
+                if (await session.execute(statement)).scalar_one_or_none() is None:
+                    continue
+                row = await self._find(session, wanted)
+                event = self._event(session, row, "escalated", "system", f"level {step}", now)
+                changed = _to_order(row)
+                self._enqueue(session, *announce(changed, event), now=now)
+        return changed
+
+    async def record_event(
+        self,
+        number: str,
+        *,
+        kind: EventKind,
+        actor: str,
+        detail: str,
+        announce: Announce = no_announcements,
+    ) -> Order:
+        """Append to an order's event log without changing it (a comment, a close photo
+        that was not accepted)."""
+        _check("kind", kind)
+        _check("actor", actor)
+        now = self._now()
+        async with self._write("recording a work order event") as session:
+            row = await self._find(session, number)
+            event = self._event(session, row, kind, actor, detail, now)
+            order = _to_order(row)
+            self._enqueue(session, *announce(order, event), now=now)
+            return order
 
     async def get(self, number: str) -> Order:
         """The order with ``number`` (any case, spaces around ignored)."""
@@ -287,117 +519,50 @@ class SqlOrderRepository:
         user_id: str | None = None,
         limit: int = 100,
     ) -> Sequence[Order]:
-        """Orders newest first; ``user_id`` matches the reporter or the assignee."""
+        """Orders newest first; ``user_id`` matches the reporter, the assignee or a merged
+        reporter."""
+        query = OrderQuery(statuses=(status,) if status else (), involving=user_id)
+        return (await self.page(query, limit=limit)).orders
+
+    async def page(self, query: OrderQuery, *, limit: int = 100) -> OrderPage:
+        """Orders matching ``query``, newest first, at most ``limit``."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
-        if status not in (None, "open", "closed"):
-            raise InvalidInput(f"unknown order status {status!r}")
-        query = self._newest_first(status=status, user_id=user_id).limit(limit)
+        unknown = set(query.statuses) - set(ORDER_STATUSES)
+        if unknown:
+            raise InvalidInput(f"unknown order status {sorted(unknown)[0]!r}")
+        statement = _filtered(query).limit(limit + 1)
         async with self._read("listing work orders") as session:
-            return [_to_order(row) for row in (await session.scalars(query)).all()]
+            rows = list((await session.scalars(statement)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return OrderPage(
+            orders=[_to_order(row) for row in rows],
+            next_cursor=str(rows[-1].id) if more and rows else None,
+        )
 
     async def open_orders_for(self, user_id: str) -> Sequence[Order]:
-        """Open orders the user reported or is assigned to, newest first."""
-        query = self._newest_first(status="open", user_id=user_id)
+        """Open and accepted orders the user reported or is assigned to, newest first."""
+        statement = _filtered(OrderQuery(statuses=ACTIVE_STATUSES)).where(
+            or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id)
+        )
         async with self._read("listing open work orders") as session:
-            return [_to_order(row) for row in (await session.scalars(query)).all()]
+            return [_to_order(row) for row in (await session.scalars(statement)).all()]
 
     async def has_image(self, user_id: str, key: str) -> bool:
-        """Whether ``key`` is the report or close photo of one of the user's orders."""
+        """Whether ``key`` is the report or close photo of an order the user reported, is
+        assigned to or was merged into."""
         query = (
             select(WorkOrderRow.id)
             .join(AlarmRow, WorkOrderRow.alarm_id == AlarmRow.id)
             .where(
-                _is_owner(user_id),
+                _involving(user_id),
                 or_(AlarmRow.image_key == key, WorkOrderRow.close_image_key == key),
             )
             .limit(1)
         )
         async with self._read("looking up a photo") as session:
             return (await session.scalar(query)) is not None
-
-    async def check_can_close(self, number: str, user_id: str) -> Order:
-        """The order, if it exists, is open and is the user's; else the specific error."""
-        async with self._read("reading a work order") as session:
-            row = await self._find(session, number)
-            _ensure_closable(row, user_id)
-            return _to_order(row)
-
-    async def close(
-        self,
-        number: str,
-        *,
-        by: str,
-        close_image_key: str | None,
-        verified: bool | None,
-        note: str,
-        forced: bool,
-        message: MessageKey | None = None,
-    ) -> Order:
-        """Close an open order of ``by``'s, logging a ``closed`` event; with ``message``, the
-        order that message closed if there is one."""
-        _check("by", by)
-        _check("close_image_key", close_image_key, required=False)
-        _check_message(message)
-        try:
-            return await self._close(
-                number,
-                by=by,
-                close_image_key=close_image_key,
-                verified=verified,
-                note=note,
-                forced=forced,
-                message=message,
-            )
-        except _MessageSeen as seen:
-            return await self._replay("close", seen.message)
-
-    async def _close(
-        self,
-        number: str,
-        *,
-        by: str,
-        close_image_key: str | None,
-        verified: bool | None,
-        note: str,
-        forced: bool,
-        message: MessageKey | None,
-    ) -> Order:
-        wanted = normalize_number(number)
-        now = self._now()
-        statement = (
-            update(WorkOrderRow)
-            .where(WorkOrderRow.number == wanted, WorkOrderRow.status == "open", _is_owner(by))
-            .values(
-                status="closed",
-                closed_by=by,
-                closed_at=now,
-                close_image_key=close_image_key,
-                close_verified=verified,
-                close_note=note,
-                forced=forced,
-            )
-            .returning(WorkOrderRow.id)
-            .execution_options(synchronize_session=False)
-        )
-        async with self._write("closing a work order") as session:
-            if message is not None:
-                found = await self._source(session, message)
-                if found is not None:
-                    return _replayed("close", message, *found)
-            closed_id = (await session.execute(statement)).scalar_one_or_none()
-            if closed_id is None:
-                # Nothing matched: say precisely why (seen after any concurrent close).
-                row = await self._find(session, wanted)
-                _ensure_closable(row, by)
-                raise OrderAlreadyClosed(f"work order {row.number} was closed concurrently")
-            detail = f"[forced] {note}" if forced else note
-            session.add(
-                OrderEventRow(order_id=closed_id, kind="closed", actor=by, detail=detail, at=now)
-            )
-            await self._add_source(session, message, "close", closed_id, now)
-            row = await self._find(session, wanted)
-            return _to_order(row)
 
     async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
         """What the message did (``create`` or ``close``) and that order as it is now; None if
@@ -409,17 +574,6 @@ class SqlOrderRepository:
             return None
         action: OrderAction = "create" if found[0] == "create" else "close"
         return action, _to_order(found[1])
-
-    async def record_event(self, number: str, *, kind: str, actor: str, detail: str) -> None:
-        """Append to an order's event log (e.g. a close photo that was not accepted)."""
-        _check("kind", kind)
-        _check("actor", actor)
-        now = self._now()
-        async with self._write("recording a work order event") as session:
-            order_id = await self._find_id(session, number)
-            session.add(
-                OrderEventRow(order_id=order_id, kind=kind, actor=actor, detail=detail, at=now)
-            )
 
     async def events(self, number: str) -> Sequence[OrderEvent]:
         """The order's event log, oldest first."""
@@ -456,13 +610,25 @@ class SqlOrderRepository:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     @staticmethod
-    def _newest_first(*, status: OrderStatus | None, user_id: str | None) -> Select[WorkOrderRow]:
-        query = select(WorkOrderRow)
-        if status is not None:
-            query = query.where(WorkOrderRow.status == status)
-        if user_id is not None:
-            query = query.where(_is_owner(user_id))
-        return query.order_by(WorkOrderRow.created_at.desc(), WorkOrderRow.id.desc())
+    def _event(
+        session: AsyncSession,
+        row: WorkOrderRow,
+        kind: str,
+        actor: str,
+        detail: str,
+        at: datetime,
+    ) -> OrderEvent:
+        session.add(OrderEventRow(order_id=row.id, kind=kind, actor=actor, detail=detail, at=at))
+        return OrderEvent(order_number=row.number, kind=kind, actor=actor, detail=detail, at=at)
+
+    async def _next_turn(self, session: AsyncSession, team: str) -> int:
+        # like the day counter: the upsert locks the team's row until commit
+        insert = self._upsert(TeamTurnRow).values(team=team, last=1)
+        statement = insert.on_conflict_do_update(
+            index_elements=[TeamTurnRow.team], set_={"last": TeamTurnRow.last + 1}
+        ).returning(TeamTurnRow.last)
+        turn: int = (await session.execute(statement)).scalar_one()
+        return turn
 
     async def _next_sequence(self, session: AsyncSession, day: str) -> int:
         # The upsert locks the day's counter row until commit: concurrent creators queue here.
@@ -533,15 +699,6 @@ class SqlOrderRepository:
         if row is None:
             raise OrderNotFound(f"no work order {wanted!r}")
         return row
-
-    @staticmethod
-    async def _find_id(session: AsyncSession, number: str) -> int:
-        wanted = normalize_number(number)
-        query = select(WorkOrderRow.id).where(WorkOrderRow.number == wanted)
-        order_id = (await session.execute(query)).scalar_one_or_none()
-        if order_id is None:
-            raise OrderNotFound(f"no work order {wanted!r}")
-        return order_id
 
     @asynccontextmanager
     async def _guard(self, action: str) -> AsyncIterator[None]:

@@ -34,6 +34,7 @@ USER_ID_LENGTH = 128
 MEDIA_KEY_LENGTH = 512
 CHANNEL_LENGTH = 32
 MESSAGE_ID_LENGTH = 128
+TEAM_ID_LENGTH = 64
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -86,17 +87,21 @@ class AlarmRow(Base):
     reporter: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
 
 
 class WorkOrderRow(Base):
-    """The work order raised for an alarm; open until its reporter or assignee closes it."""
+    """The work order raised for an alarm: open → accepted → closed, or rejected."""
 
     __tablename__ = "work_orders"
     __table_args__ = (
-        CheckConstraint("status IN ('open', 'closed')", name="status"),
+        CheckConstraint("status IN ('open', 'accepted', 'closed', 'rejected')", name="status"),
+        CheckConstraint("escalation BETWEEN 0 AND 2", name="escalation"),
         Index("ix_work_orders_status_created", "status", "created_at"),
         Index("ix_work_orders_reporter_created", "reporter", "created_at"),
         Index("ix_work_orders_assignee_created", "assignee", "created_at"),
+        Index("ix_work_orders_team_id", "team", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -112,9 +117,29 @@ class WorkOrderRow(Base):
     closed_by: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    team: Mapped[str | None] = mapped_column(String(TEAM_ID_LENGTH))
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    due_accept_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    due_resolve_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    escalation: Mapped[int] = mapped_column(Integer, default=0)
+    reject_reason: Mapped[str | None] = mapped_column(Text)
 
     # Always needed to build an ``Order``; async code cannot lazy-load it later.
     alarm: Mapped[AlarmRow] = relationship(lazy="joined", innerjoin=True)
+    also_reported: Mapped[list[AlsoReportedRow]] = relationship(
+        lazy="selectin", order_by="AlsoReportedRow.id"
+    )
+
+
+class AlsoReportedRow(Base):
+    """A user whose duplicate report was merged into a work order (``also_reported_by``)."""
+
+    __tablename__ = "order_also_reported"
+    __table_args__ = (Index("ix_order_also_reported_user_id", "user_id", "order_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(Id, ForeignKey("work_orders.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
 
 
 class OrderEventRow(Base):
@@ -161,4 +186,13 @@ class OrderCounterRow(Base):
     __tablename__ = "order_counters"
 
     day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class TeamTurnRow(Base):
+    """How many orders a ``round_robin`` team was handed: the next goes to member (n mod size)."""
+
+    __tablename__ = "team_turns"
+
+    team: Mapped[str] = mapped_column(String(TEAM_ID_LENGTH), primary_key=True)
     last: Mapped[int] = mapped_column(Integer)

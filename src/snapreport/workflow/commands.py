@@ -23,12 +23,18 @@ TextTrigger = Literal[
     "no",
     "set_type",
     "set_location",
+    "accept",
+    "transfer",
+    "reject",
+    "reopen",
+    "my_tasks",
     "text",
 ]
 
 CANCEL_WORDS: Final = frozenset({"取消", "退出", "cancel"})
 HELP_WORDS: Final = frozenset({"帮助", "help"})
 MY_ORDERS_WORDS: Final = frozenset({"我的工单", "my orders"})
+MY_TASKS_WORDS: Final = frozenset({"待办", "我的待办", "my tasks"})
 FORCE_CLOSE_WORDS: Final = frozenset({"强制结单", "force close"})
 YES_WORDS: Final = frozenset({"确认", "是", "是的", "对", "好", "好的", "提交", "ok", "yes", "y"})
 NO_WORDS: Final = frozenset({"否", "不", "不用了", "no", "n"})
@@ -37,6 +43,7 @@ _WORDS: Final[tuple[tuple[frozenset[str], TextTrigger], ...]] = (
     (CANCEL_WORDS, "cancel"),
     (HELP_WORDS, "help"),
     (MY_ORDERS_WORDS, "my_orders"),
+    (MY_TASKS_WORDS, "my_tasks"),
     (FORCE_CLOSE_WORDS, "force_close"),
     (YES_WORDS, "yes"),
     (NO_WORDS, "no"),
@@ -46,6 +53,7 @@ _WORDS: Final[tuple[tuple[frozenset[str], TextTrigger], ...]] = (
 # damage" or "closet" stay plain text. An order number is one token, so "close the door" is
 # small talk, not an attempt to close order "the door".
 _SEP = r"[\s:]"
+_NUMBER = r"\S*\d\S*"  # a word with a digit, as order numbers have
 _PREFIXED: Final[tuple[tuple[re.Pattern[str], TextTrigger], ...]] = (
     (re.compile(rf"(?:结单{_SEP}*|close(?:{_SEP}+|$))(?P<arg>\S*)", re.IGNORECASE), "close"),
     (re.compile(rf"(?:类型{_SEP}*|type(?:{_SEP}+|$))(?P<arg>.*)", re.IGNORECASE), "set_type"),
@@ -53,6 +61,17 @@ _PREFIXED: Final[tuple[tuple[re.Pattern[str], TextTrigger], ...]] = (
         re.compile(rf"(?:位置{_SEP}*|location(?:{_SEP}+|$))(?P<arg>.*)", re.IGNORECASE),
         "set_location",
     ),
+    # the staff commands: an order number, then what the command needs (a user or team, a
+    # reason). In English the first word after the keyword must hold a digit, as order numbers
+    # do, so "reject that idea" stays small talk.
+    (re.compile(rf"接单{_SEP}*(?P<arg>\S*)"), "accept"),
+    (re.compile(rf"accept(?:{_SEP}+(?P<arg>{_NUMBER}))?", re.IGNORECASE), "accept"),
+    (re.compile(rf"转派{_SEP}*(?P<arg>.*)"), "transfer"),
+    (re.compile(rf"transfer(?:{_SEP}+(?P<arg>{_NUMBER}(?:\s+.*)?))?", re.IGNORECASE), "transfer"),
+    (re.compile(rf"退回{_SEP}*(?P<arg>.*)"), "reject"),
+    (re.compile(rf"reject(?:{_SEP}+(?P<arg>{_NUMBER}(?:\s+.*)?))?", re.IGNORECASE), "reject"),
+    (re.compile(rf"没修好{_SEP}*(?P<arg>.*)"), "reopen"),
+    (re.compile(rf"reopen(?:{_SEP}+(?P<arg>{_NUMBER}(?:\s+.*)?))?", re.IGNORECASE), "reopen"),
 )
 
 _TRAILING_PUNCTUATION: Final = ".。!?~,;、…"
@@ -87,7 +106,7 @@ def parse(text: str) -> Command:
     for pattern, trigger in _PREFIXED:
         match = pattern.fullmatch(cleaned)
         if match is not None:
-            return Command(trigger, match["arg"].strip())
+            return Command(trigger, (match["arg"] or "").strip())
     return Command("text", text.strip())
 
 

@@ -43,6 +43,11 @@ TRIGGER_LABELS: Final[dict[Trigger, str]] = {
     "set_type": "type X",
     "set_location": "location X",
     "force_close": "force close",
+    "my_tasks": "my tasks",
+    "accept": "accept N",
+    "transfer": "transfer N to",
+    "reject": "reject N reason",
+    "reopen": "reopen N",
 }
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from snapreport.config import DEFAULT_ALARM_TYPES
+from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.errors import (
     ConfigurationError,
     DecompressionBomb,
@@ -46,7 +47,7 @@ from snapreport.errors import (
     UnsupportedImageType,
 )
 from snapreport.media.base import CheckedImage, MediaStore
-from snapreport.orders.base import MessageKey, OrderRepository
+from snapreport.orders.base import MessageKey
 from snapreport.session.engine import SessionEngine
 from snapreport.session.history import ImagePart, Part, TextPart
 from snapreport.session.model import Session, Slots
@@ -107,7 +108,7 @@ class IncidentAssistant:
         *,
         vision: VisionModel,
         media: MediaStore,
-        orders: OrderRepository,
+        orders: Dispatch,
         catalog: Sequence[str] = DEFAULT_ALARM_TYPES,
         language: str = DEFAULT_LANGUAGE,
         max_text_chars: int = MAX_TEXT_CHARS,

@@ -36,6 +36,13 @@ from snapreport.workflow.handlers.report import (
     take_location,
 )
 from snapreport.workflow.handlers.shared import cancel, chat, expiry_notice, my_orders, show_help
+from snapreport.workflow.handlers.staff import (
+    accept_order,
+    my_tasks,
+    reject_order,
+    reopen_order,
+    transfer_order,
+)
 from snapreport.workflow.triggers import BASE_TRIGGERS, Trigger
 
 ANY: Final = "*"  # a source: every state
@@ -66,6 +73,12 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     T(ANY,         "cancel",        "idle",         cancel),
     T(ANY,         "help",          SAME,           show_help),
     T(ANY,         "my_orders",     SAME,           my_orders),
+    # staff commands act on orders, not on what is pending: every state, no move
+    T(ANY,         "my_tasks",      SAME,           my_tasks),
+    T(ANY,         "accept",        SAME,           accept_order),
+    T(ANY,         "transfer",      SAME,           transfer_order),
+    T(ANY,         "reject",        SAME,           reject_order),
+    T(ANY,         "reopen",        SAME,           reopen_order),
     # idle: start a report or a close, or chat
     T("idle",      "image",         W_LOC,          start_report),
     T("idle",      "close",         W_PHOTO,        start_close),

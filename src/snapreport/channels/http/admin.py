@@ -1,9 +1,10 @@
-"""Admin endpoints (admin token): sessions, orders, media."""
+"""Admin endpoints (admin token): sessions, creating orders, media. Listing and changing orders
+is the Staff API (``orders.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
@@ -12,13 +13,11 @@ from snapreport.channels.http.auth import require_admin
 from snapreport.channels.http.body import read_json
 from snapreport.channels.http.images import decode_base64
 from snapreport.channels.http.photos import photo_response
-from snapreport.channels.http.render import order_detail, order_out, session_detail, session_summary
+from snapreport.channels.http.render import order_out, session_detail, session_summary
 from snapreport.channels.http.schemas import (
     USER_ID_PATTERN,
     ErrorOut,
     NewOrderIn,
-    OrderDetail,
-    OrderList,
     OrderOut,
     SessionCleared,
     SessionDetail,
@@ -76,26 +75,6 @@ async def clear_session(user_id: UserId, state: State) -> SessionCleared:
     return SessionCleared(user_id=user_id, cleared=True)
 
 
-@router.get("/api/v1/orders", response_model=OrderList, responses=_ERRORS)
-async def list_orders(
-    state: State,
-    status: Literal["open", "closed"] | None = None,
-    user_id: Annotated[str | None, Query(pattern=USER_ID_PATTERN)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> OrderList:
-    """Orders newest first; ``user_id`` matches the reporter or the assignee."""
-    orders = await state.app.orders.list(status=status, user_id=user_id, limit=limit)
-    return OrderList(orders=[order_out(o) for o in orders])
-
-
-@router.get("/api/v1/orders/{number}", response_model=OrderDetail, responses=_ERRORS)
-async def show_order(number: OrderNumber, state: State) -> OrderDetail:
-    """One order with its event log."""
-    repo = state.app.orders
-    order = await repo.get(number)
-    return order_detail(order, await repo.events(order.number))
-
-
 @router.post(
     "/api/v1/orders",
     response_model=OrderOut,
@@ -116,7 +95,8 @@ async def show_order(number: OrderNumber, state: State) -> OrderDetail:
     },
 )
 async def create_order(request: Request, state: State) -> OrderOut:
-    """An order raised by an external alarm system; its photo is validated and stored first.
+    """An order raised by an external alarm system, routed like a chat report; its photo is
+    validated and stored first.
 
     The body (``NewOrderIn``) is read here, after the admin token was checked, and under the
     admin body cap (``SNAPREPORT_HTTP__ADMIN_MAX_BODY_BYTES``)."""
@@ -128,7 +108,7 @@ async def create_order(request: Request, state: State) -> OrderOut:
         max_bytes = state.app.settings.media.max_bytes
         data = decode_base64(body.image.data, max_bytes)
         image_key = (await media.put_image(data, declared_mime=body.image.mime)).key
-    order = await state.app.orders.create(
+    order = await state.app.dispatch.create(
         NewReport(
             reporter=body.reporter,
             alarm_type=body.alarm_type.strip(),
@@ -137,6 +117,8 @@ async def create_order(request: Request, state: State) -> OrderOut:
             image_key=image_key,
             assignee=body.assignee,
             source="external",
+            latitude=body.latitude,
+            longitude=body.longitude,
         )
     )
     return order_out(order)

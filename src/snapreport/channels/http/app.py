@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from snapreport.bootstrap import build
-from snapreport.channels.http import admin, health, messages, outbox, users
+from snapreport.channels.http import admin, health, messages, orders, outbox, users
 from snapreport.channels.http.auth import Tokens
 from snapreport.channels.http.browser_guard import BrowserGuard
 from snapreport.channels.http.errors import install_error_handlers
@@ -115,6 +115,7 @@ def create_app(
     app.include_router(users.router)
     app.include_router(outbox.users_router)
     app.include_router(admin.router)
+    app.include_router(orders.router)
     app.include_router(outbox.admin_router)
     app.include_router(health.router)
     # always mounted: it answers 404 wecom_not_configured when WeCom is not configured

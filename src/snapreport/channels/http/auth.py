@@ -4,22 +4,40 @@
 The admin token also opens the user endpoints. When no admin token is set, the API token opens
 the admin endpoints; with neither set, everything is open, which ``check_binding`` allows only
 on a loopback address.
+
+``Caller`` (the dependency ``CurrentCaller``) says who is acting on the Staff API, and with
+which roles:
+
+- the admin token: the user ``admin``, an admin;
+- the API (service) token: a trusted backend acting for a user it names in the header
+  ``X-Acting-User`` (roles from the rules file). Without the header it acts as an admin only
+  where the API token opens the admin endpoints (no admin token set); otherwise 401;
+- no tokens set (open, loopback only): the user named by ``X-Acting-User``, or else an admin.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from snapreport.channels.http.state import get_state
 from snapreport.config import Settings
-from snapreport.errors import ConfigurationError, Unauthorized
+from snapreport.dispatch.roles import Roles, admin_roles
+from snapreport.dispatch.rules import Rules
+from snapreport.errors import ConfigurationError, InvalidUserId, Unauthorized
 
 Scope = Literal["api", "admin"]
+Via = Literal["admin_token", "service_token", "cookie", "open"]
+
+ACTING_USER_HEADER = "X-Acting-User"
+_USER_ID = re.compile(r"[A-Za-z0-9_.@:-]{1,64}")
 
 # documents the scheme in OpenAPI; the check itself is ours (auto_error would answer 403)
 bearer_scheme = HTTPBearer(auto_error=False, description="SNAPREPORT_API_TOKEN or ADMIN_TOKEN")
@@ -50,6 +68,18 @@ class Tokens:
         if not self.api:
             return ()
         return (self.api, self.admin) if self.admin else (self.api,)
+
+    def presented(self, authorization: str | None) -> Literal["admin", "api"] | None:
+        """Which configured token ``authorization`` carries (None: none of them)."""
+        if not authorization:
+            return None
+        kind, _, given = authorization.partition(" ")
+        if kind.lower() != "bearer" or not given.strip():
+            return None
+        token = given.strip().encode()
+        admin = bool(self.admin) and hmac.compare_digest(token, self.admin)
+        api = bool(self.api) and hmac.compare_digest(token, self.api)
+        return "admin" if admin else "api" if api else None
 
     def check(self, scope: Scope, authorization: str | None) -> None:
         """Raise ``Unauthorized`` unless ``authorization`` carries a token for ``scope``."""
@@ -100,6 +130,47 @@ async def require_api(request: Request, _: Bearer) -> None:
 async def require_admin(request: Request, _: Bearer) -> None:
     """Dependency of the admin endpoints."""
     check_token(request, "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is acting on the Staff API, with which roles, proven how."""
+
+    user_id: str  # "admin" for the admin token
+    roles: Roles
+    via: Via
+
+
+def resolve_caller(tokens: Tokens, rules: Rules, headers: Mapping[str, str]) -> Caller:
+    """The caller a request's headers prove (see module doc), or ``Unauthorized``."""
+    acting = headers.get(ACTING_USER_HEADER)
+    if acting is not None and not _USER_ID.fullmatch(acting):
+        raise InvalidUserId(f"{ACTING_USER_HEADER} must be 1..64 of A-Z a-z 0-9 _ . @ : -")
+    if tokens.open:
+        if acting is None:
+            return Caller("admin", admin_roles(), "open")
+        return Caller(acting, rules.roles_of(acting), "open")
+    which = tokens.presented(headers.get("authorization"))
+    if which == "admin":
+        return Caller("admin", admin_roles(), "admin_token")
+    if which == "api":
+        if acting is not None:
+            return Caller(acting, rules.roles_of(acting), "service_token")
+        if not tokens.admin:
+            return Caller("admin", admin_roles(), "service_token")
+        raise Unauthorized(
+            f"the API token acts for a user: name them in the {ACTING_USER_HEADER} header"
+        )
+    raise Unauthorized("missing or unknown bearer token (Authorization: Bearer <token>)")
+
+
+async def current_caller(request: Request, _: Bearer) -> Caller:
+    """Dependency of the Staff API: the ``Caller`` of this request."""
+    rules = get_state(request).app.rules
+    return resolve_caller(request.app.state.tokens, rules, request.headers)
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
 
 
 def is_loopback(host: str) -> bool:

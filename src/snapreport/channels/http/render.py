@@ -13,30 +13,15 @@ from snapreport.channels.http.schemas import (
     SessionDetail,
     SessionSummary,
 )
+from snapreport.dispatch.views import order_fields
 from snapreport.orders.base import Order, OrderEvent
 from snapreport.session.engine import SessionInfo
 from snapreport.session.model import Session
 
 
 def order_out(order: Order, *, image_url: str | None = None) -> OrderOut:
-    return OrderOut(
-        number=order.number,
-        status=order.status,
-        alarm_type=order.alarm_type,
-        location=order.location,
-        description=order.description,
-        reporter=order.reporter,
-        assignee=order.assignee,
-        created_at=order.created_at,
-        closed_at=order.closed_at,
-        close_verified=order.close_verified,
-        forced=order.forced,
-        closed_by=order.closed_by,
-        close_note=order.close_note,
-        image_key=order.image_key,
-        close_image_key=order.close_image_key,
-        image_url=image_url,
-    )
+    # the same fields as the outbox payloads (dispatch.views), so both shapes never drift
+    return OrderOut(**order_fields(order), image_url=image_url)
 
 
 def user_media_url(user_id: str, key: str) -> str:

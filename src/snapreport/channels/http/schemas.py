@@ -91,7 +91,7 @@ class ReplyOut(BaseModel):
 
 class OrderOut(BaseModel):
     number: str
-    status: Literal["open", "closed"]
+    status: Literal["open", "accepted", "closed", "rejected"]
     alarm_type: str
     location: str
     description: str
@@ -106,6 +106,15 @@ class OrderOut(BaseModel):
     image_key: str | None = None
     close_image_key: str | None = None
     image_url: str | None = None
+    team: str | None = None
+    accepted_at: datetime | None = None
+    due_accept_at: datetime | None = None
+    due_resolve_at: datetime | None = None
+    escalation: int = 0
+    latitude: float | None = None
+    longitude: float | None = None
+    reject_reason: str | None = None
+    also_reported_by: list[str] = Field(default_factory=list)
 
 
 class MessageOut(BaseModel):
@@ -131,6 +140,34 @@ class OrderList(BaseModel):
     orders: list[OrderOut]
 
 
+class OrderPageOut(BaseModel):
+    """A page of orders, newest first; ``next_cursor`` (if not null) fetches the next one."""
+
+    orders: list[OrderOut]
+    next_cursor: str | None
+
+
+class TransferIn(BaseModel):
+    to: str = Field(min_length=1, max_length=64, description="a user id or a team id")
+
+
+class RejectIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class CloseIn(BaseModel):
+    note: str = Field("", max_length=MAX_TEXT_CHARS)
+    image: ImageIn | None = None
+
+
+class ReopenIn(BaseModel):
+    reason: str = Field("", max_length=500)
+
+
+class CommentIn(BaseModel):
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+
+
 class NewOrderIn(BaseModel):
     """An order raised by an external alarm system."""
 
@@ -140,6 +177,8 @@ class NewOrderIn(BaseModel):
     assignee: str | None = Field(None, pattern=USER_ID_PATTERN)
     reporter: str = Field("alarm-system", pattern=USER_ID_PATTERN)
     image: ImageIn | None = None
+    latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    longitude: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
 
 
 class SessionSummary(BaseModel):

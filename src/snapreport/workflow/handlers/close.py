@@ -13,8 +13,8 @@ from snapreport.errors import (
     InvalidInput,
     MediaNotFound,
     NotOrderOwner,
-    OrderAlreadyClosed,
     OrderNotFound,
+    OrderStateConflict,
     VisionUnavailable,
 )
 from snapreport.orders.base import Order
@@ -76,11 +76,19 @@ async def _open_close(ctx: Context, number: str) -> Step:
         order = await ctx.services.orders.check_can_close(number, ctx.user_id)
     except (OrderNotFound, InvalidInput):
         return Step("idle", (ctx.say("close.not_found", number=echo),))
-    except OrderAlreadyClosed:
-        return Step("idle", (ctx.say("close.already_closed", number=echo),))
+    except OrderStateConflict as conflict:
+        return Step("idle", (_not_closable(ctx, echo, conflict),))
     except NotOrderOwner:
         return Step("idle", (ctx.say("close.not_owner", number=echo),))
     return _begin_close(ctx, order)
+
+
+def _not_closable(ctx: Context, number: str, conflict: OrderStateConflict) -> str:
+    """Closed already, or rejected: the order's status does not allow a close."""
+    if conflict.status == "closed":
+        return ctx.say("close.already_closed", number=number)
+    status = ctx.say(f"status.{conflict.status}") if conflict.status else "?"
+    return ctx.say("staff.wrong_status", number=number, status=status)
 
 
 def _begin_close(ctx: Context, order: Order) -> Step:
@@ -203,8 +211,8 @@ async def _close(
         )
     except OrderNotFound:
         return Step("idle", (ctx.say("close.not_found", number=number),))
-    except OrderAlreadyClosed:
-        return Step("idle", (ctx.say("close.already_closed", number=number),))
+    except OrderStateConflict as conflict:
+        return Step("idle", (_not_closable(ctx, number, conflict),))
     except NotOrderOwner:
         return Step("idle", (ctx.say("close.not_owner", number=number),))
     return Step("idle", (ctx.say(reply_key, number=order.number, note=shown_note),), order)

@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.errors import VisionUnavailable
 from snapreport.logs import get_logger
 from snapreport.media.base import MediaStore, StoredImage
-from snapreport.orders.base import MessageKey, Order, OrderRepository
+from snapreport.orders.base import MessageKey, Order
 from snapreport.session.model import Session, Slots, State
 from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, PreparedImage, VisionModel
 from snapreport.workflow.texts import Texts
@@ -36,7 +37,7 @@ class Services:
 
     vision: VisionModel
     media: MediaStore
-    orders: OrderRepository
+    orders: Dispatch
     texts: Texts
     catalog: tuple[str, ...]
     ttl_seconds: float

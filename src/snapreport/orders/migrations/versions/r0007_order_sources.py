@@ -5,7 +5,7 @@ channel's message id. The unique constraint makes a retried message find the ord
 attempt wrote instead of writing a second one.
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-29
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,0 +1,169 @@
+"""The Staff API on work orders: list (filters, keyset pages), show, and change them.
+
+Who sees what and who may do what is decided by ``dispatch.roles``, through ``Dispatch``: an
+order the caller may not see answers 404, one they see but may not act on 403 (its code names
+the rule), a change its status does not allow 409. Every change goes through the same lifecycle
+as the chat commands, with the same notifications.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from snapreport.channels.http.auth import CurrentCaller
+from snapreport.channels.http.images import decode_base64
+from snapreport.channels.http.render import order_detail, order_out
+from snapreport.channels.http.schemas import (
+    USER_ID_PATTERN,
+    CloseIn,
+    CommentIn,
+    ErrorOut,
+    OrderDetail,
+    OrderOut,
+    OrderPageOut,
+    RejectIn,
+    ReopenIn,
+    TransferIn,
+)
+from snapreport.channels.http.state import State
+from snapreport.dispatch.lifecycle import MAX_PAGE
+from snapreport.errors import InvalidInput
+from snapreport.orders.base import OrderQuery, OrderStatus
+
+router = APIRouter(tags=["orders"])
+
+OrderNumber = Annotated[str, Path(min_length=1, max_length=64)]
+UserFilter = Annotated[str | None, Query(pattern=USER_ID_PATTERN)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422, 503)
+}
+
+
+@router.get("/api/v1/orders", response_model=OrderPageOut, responses=_ERRORS)
+async def list_orders(
+    state: State,
+    caller: CurrentCaller,
+    status: OrderStatus | None = None,
+    team: Annotated[str | None, Query(max_length=64)] = None,
+    assignee: UserFilter = None,
+    reporter: UserFilter = None,
+    user_id: UserFilter = None,
+    alarm_type: Annotated[str | None, Query(max_length=64)] = None,
+    created_from: Annotated[datetime | None, Query(alias="from")] = None,
+    created_to: Annotated[datetime | None, Query(alias="to")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    overdue: bool = False,
+    cursor: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> OrderPageOut:
+    """Orders the caller may see, newest first. ``from``/``to`` bound ``created_at`` (ISO
+    8601, ``to`` exclusive); ``q`` searches location, description and number; ``overdue``
+    keeps orders past a deadline; ``user_id`` matches reporter, assignee or merged reporter."""
+    dispatch = state.app.dispatch
+    for name, bound in (("from", created_from), ("to", created_to)):
+        if bound is not None and bound.tzinfo is None:
+            raise InvalidInput(f"{name} needs a time zone (e.g. 2026-11-29T00:00:00+08:00)")
+    query = OrderQuery(
+        statuses=(status,) if status is not None else (),
+        team=team,
+        assignee=assignee,
+        reporter=reporter,
+        alarm_type=alarm_type,
+        created_from=created_from,
+        created_to=created_to,
+        text=q,
+        overdue_at=dispatch.now() if overdue else None,
+        involving=user_id,
+    )
+    page = await dispatch.page(query, caller.roles, limit=limit, cursor=cursor)
+    return OrderPageOut(orders=[order_out(o) for o in page.orders], next_cursor=page.next_cursor)
+
+
+@router.get("/api/v1/orders/{number}", response_model=OrderDetail, responses=_ERRORS)
+async def show_order(number: OrderNumber, state: State, caller: CurrentCaller) -> OrderDetail:
+    """One order with its event log."""
+    dispatch = state.app.dispatch
+    order = await dispatch.visible(number, caller.roles)
+    return order_detail(order, await dispatch.events(order.number))
+
+
+@router.post("/api/v1/orders/{number}/accept", response_model=OrderOut, responses=_ERRORS)
+async def accept_order(number: OrderNumber, state: State, caller: CurrentCaller) -> OrderOut:
+    """Take the order: ``accepted``, assignee = the caller. A second claimant gets 409
+    ``order_already_accepted`` naming who has it."""
+    dispatch = state.app.dispatch
+    await dispatch.visible(number, caller.roles)
+    return order_out(await dispatch.accept(number, caller.roles))
+
+
+@router.post("/api/v1/orders/{number}/transfer", response_model=OrderOut, responses=_ERRORS)
+async def transfer_order(
+    number: OrderNumber, body: TransferIn, state: State, caller: CurrentCaller
+) -> OrderOut:
+    """Hand the order to a team or a person (it waits for their acceptance)."""
+    dispatch = state.app.dispatch
+    await dispatch.visible(number, caller.roles)
+    return order_out(await dispatch.transfer(number, caller.roles, body.to))
+
+
+@router.post("/api/v1/orders/{number}/reject", response_model=OrderOut, responses=_ERRORS)
+async def reject_order(
+    number: OrderNumber, body: RejectIn, state: State, caller: CurrentCaller
+) -> OrderOut:
+    """Not a problem, a duplicate, out of scope: ``rejected`` with the reason."""
+    dispatch = state.app.dispatch
+    await dispatch.visible(number, caller.roles)
+    return order_out(await dispatch.reject(number, caller.roles, body.reason))
+
+
+@router.post("/api/v1/orders/{number}/close", response_model=OrderOut, responses=_ERRORS)
+async def close_order(
+    number: OrderNumber, body: CloseIn, state: State, caller: CurrentCaller
+) -> OrderOut:
+    """Close it, with a note and maybe a photo of the fixed site (recorded as unverified)."""
+    dispatch = state.app.dispatch
+    await dispatch.visible(number, caller.roles)
+    await dispatch.check_can_close(number, caller.roles)
+    image_key: str | None = None
+    if body.image is not None:
+        data = decode_base64(body.image.data, state.app.settings.media.max_bytes)
+        stored = await state.app.media.put_image(data, declared_mime=body.image.mime)
+        image_key = stored.key
+    closed = await dispatch.close(
+        number,
+        by=caller.roles,
+        close_image_key=image_key,
+        verified=None,
+        note=body.note.strip(),
+        forced=False,
+    )
+    return order_out(closed)
+
+
+@router.post("/api/v1/orders/{number}/reopen", response_model=OrderOut, responses=_ERRORS)
+async def reopen_order(
+    number: OrderNumber, body: ReopenIn, state: State, caller: CurrentCaller
+) -> OrderOut:
+    """Not fixed after all: ``open`` again (the reporter within the reopen window, or staff)."""
+    dispatch = state.app.dispatch
+    await dispatch.visible(number, caller.roles)
+    return order_out(await dispatch.reopen(number, caller.roles, body.reason))
+
+
+@router.post(
+    "/api/v1/orders/{number}/comments",
+    response_model=OrderDetail,
+    status_code=201,
+    responses=_ERRORS,
+)
+async def comment_order(
+    number: OrderNumber, body: CommentIn, state: State, caller: CurrentCaller
+) -> OrderDetail:
+    """A comment in the order's log; answers the order with its log."""
+    dispatch = state.app.dispatch
+    await dispatch.visible(number, caller.roles)
+    order = await dispatch.comment(number, caller.roles, body.text)
+    return order_detail(order, await dispatch.events(order.number))

@@ -1,0 +1,1 @@
+"""After filing: routing rules, roles and permissions, the order lifecycle, SLA deadlines."""
