@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from snapreport.channels.open311.parts import Open311Parts
 from snapreport.config import Settings
 from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.dispatch.rules import Rules
@@ -39,4 +40,5 @@ class App:
     dispatch: Dispatch
     outbox: OutboxStore
     notifications: NotificationStore
+    open311: Open311Parts | None = None
     wecom: Channel | None = None

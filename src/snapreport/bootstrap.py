@@ -11,6 +11,7 @@ serves the session store, the key-value store and the expiry timers.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snapreport.app import App
+from snapreport.channels.open311.keys import ApiKeys
+from snapreport.channels.open311.links import MediaLinks
+from snapreport.channels.open311.parts import Open311Parts
 from snapreport.config import Settings
 from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.dispatch.notices import SLA_TOPIC
@@ -26,6 +30,7 @@ from snapreport.dispatch.rules import Rules, load_rules
 from snapreport.dispatch.sla import sla_handler
 from snapreport.kv.base import KeyValueStore
 from snapreport.kv.keys import key_of
+from snapreport.logs import get_logger
 from snapreport.media.base import MediaStore
 from snapreport.metrics import Metrics, TimedVision
 from snapreport.outbox.base import OutboxHandler
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from snapreport.orders.repository import SqlOrderRepository
+
+log = get_logger("snapreport.bootstrap")
 
 Clock = Callable[[], float]
 
@@ -209,6 +216,28 @@ def build_rules(settings: Settings) -> Rules:
     return load_rules(path, catalog=settings.alarm_types)
 
 
+def build_open311(settings: Settings) -> Open311Parts:
+    """The Open311 endpoint's keys and link signer (a random secret per process when
+    ``OPEN311__MEDIA_SECRET`` is not set: links then work only on the process that made them)."""
+    o = settings.open311
+    secret = o.media_secret.get_secret_value().encode()
+    if not secret:
+        secret = secrets.token_bytes(32)
+        if o.api_keys:
+            log.warning(
+                "open311_media_secret_random",
+                fix="set SNAPREPORT_OPEN311__MEDIA_SECRET so photo links work on every worker "
+                "and after a restart",
+            )
+    return Open311Parts(
+        keys=ApiKeys(key.get_secret_value() for key in o.api_keys),
+        links=MediaLinks(secret, ttl_seconds=o.media_url_ttl_seconds),
+        texts=load_texts(settings.language),
+        contact=o.contact,
+        key_service=o.key_service,
+    )
+
+
 async def build_orders(settings: Settings, clock: Clock) -> SqlOrderRepository:
     from snapreport.orders.repository import SqlOrderRepository
 
@@ -362,6 +391,7 @@ async def build(
             dispatch,
             outbox=SqlOutboxStore(orders.engine, clock=clock),
             notifications=SqlNotifications(orders.engine),
+            open311=build_open311(settings),
         )
         if channels and settings.wecom.enabled:
             await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)

@@ -30,6 +30,9 @@ DEFAULT_ALARM_TYPES: tuple[str, ...] = (
 )
 
 
+MIN_API_KEY_CHARS = 8
+MAX_API_KEY_CHARS = 256
+
 DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
 _HOST_NAME = re.compile(r"\[[0-9a-f:.]+\]|[a-z0-9._-]+")
 
@@ -108,6 +111,44 @@ def _is_base64(text: str) -> bool:
 class DispatchSettings(BaseModel):
     rules_file: Path | None = Field(None, description="the routing rules (TOML); none: no teams")
     reopen_days: float = Field(7.0, gt=0, le=3650)
+
+
+class Open311Settings(BaseModel):
+    """The Open311 GeoReport v2 endpoint (``/open311/v2``)."""
+
+    # the keys that may file requests (POST); none: every POST is refused
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    # signs the photo links (media_url); empty: a random one per process
+    media_secret: SecretStr = SecretStr("")
+    media_url_ttl_seconds: int = Field(3600, ge=60, le=7 * 86_400)
+    contact: str = Field("", max_length=500)
+    key_service: str = Field("", max_length=500)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            value = key.get_secret_value()
+            fits = MIN_API_KEY_CHARS <= len(value) <= MAX_API_KEY_CHARS
+            if not fits or not value.isprintable() or " " in value:
+                raise ValueError(
+                    f"SNAPREPORT_OPEN311__API_KEYS: every key must be {MIN_API_KEY_CHARS} to "
+                    f"{MAX_API_KEY_CHARS} printable characters without spaces; make one with "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+                )
+        return keys
+
+    @field_validator("media_secret")
+    @classmethod
+    def _secret(cls, secret: SecretStr) -> SecretStr:
+        value = secret.get_secret_value()
+        if value and len(value) < MIN_API_KEY_CHARS * 2:
+            raise ValueError(
+                f"SNAPREPORT_OPEN311__MEDIA_SECRET must have at least {MIN_API_KEY_CHARS * 2} "
+                "characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return secret
 
 
 class WeComSettings(BaseModel):
@@ -195,6 +236,7 @@ class Settings(BaseSettings):
     public_url: str = Field(
         "", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", description="base URL of links"
     )
+    open311: Open311Settings = Open311Settings()
     api_token: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
     language: Literal["zh-CN", "en"] = "zh-CN"

@@ -26,12 +26,15 @@ HTTP statuses in one place, by ``code`` and ``http_status``.
     │   └── InvalidSignature             403  (WeCom: signature or ciphertext rejected)
     ├── Unauthorized                     401
     ├── Forbidden                        403
-    │   └── NotPermitted                 the caller sees the order but may not do this
-    │       └── NotOrderOwner            (closing: not its reporter, assignee or lead)
+    │   ├── NotPermitted                 the caller sees the order but may not do this
+    │   │   └── NotOrderOwner            (closing: not its reporter, assignee or lead)
+    │   ├── InvalidApiKey                Open311: a missing or unknown api_key
+    │   └── InvalidMediaLink             Open311: a photo link unsigned, altered or expired
     ├── NotFound                         404
     │   ├── SessionNotFound
     │   ├── OrderNotFound
-    │   └── MediaNotFound
+    │   ├── MediaNotFound
+    │   └── UnknownService               Open311: a service_code not in the catalog
     ├── Conflict                         409
     │   ├── OrderStateConflict           the order's status does not allow the change
     │   │   ├── OrderAlreadyClosed
@@ -191,6 +194,18 @@ class SessionNotFound(NotFound):
 
 class OrderNotFound(NotFound):
     code = "order_not_found"
+
+
+class InvalidApiKey(Forbidden):
+    code = "invalid_api_key"
+
+
+class InvalidMediaLink(Forbidden):
+    code = "invalid_media_link"
+
+
+class UnknownService(NotFound):
+    code = "unknown_service"
 
 
 class MediaNotFound(NotFound):

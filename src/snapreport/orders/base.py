@@ -160,10 +160,15 @@ class OrderQuery:
     """Filters of an order listing (all optional, combined with AND), newest first.
 
     ``visible_to`` limits the listing to what one user may see: orders of ``teams``, and those
-    they reported, were assigned or were merged into (None: every order).
+    they reported, were assigned or were merged into (None: every order). ``numbers`` and
+    ``alarm_types`` match any of theirs; ``offset`` skips that many matches (Open311's
+    ``page``), ``after_id`` continues a keyset page.
     """
 
     statuses: tuple[OrderStatus, ...] = ()
+    numbers: tuple[str, ...] = ()
+    alarm_types: tuple[str, ...] = ()
+    offset: int = 0
     team: str | None = None
     assignee: str | None = None
     reporter: str | None = None

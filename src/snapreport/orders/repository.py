@@ -96,6 +96,8 @@ class Enqueue(Protocol):
 
 
 MAX_LIST_LIMIT = 1000
+# an offset walks the skipped rows: bounded, so a deep page costs at most this many
+MAX_OFFSET = 100_000
 _LIMITS = {
     "reporter": USER_ID_LENGTH,
     "assignee": USER_ID_LENGTH,
@@ -225,10 +227,14 @@ def _filtered(query: OrderQuery) -> Select[WorkOrderRow]:
     ):
         if value is not None:
             statement = statement.where(column == value)
-    if query.alarm_type is not None or query.text is not None:
+    if query.numbers:
+        statement = statement.where(WorkOrderRow.number.in_(query.numbers))
+    if query.alarm_type is not None or query.alarm_types or query.text is not None:
         statement = statement.join(WorkOrderRow.alarm)
     if query.alarm_type is not None:
         statement = statement.where(AlarmRow.alarm_type == query.alarm_type)
+    if query.alarm_types:
+        statement = statement.where(AlarmRow.alarm_type.in_(query.alarm_types))
     if query.created_from is not None:
         statement = statement.where(WorkOrderRow.created_at >= query.created_from)
     if query.created_to is not None:
@@ -531,7 +537,11 @@ class SqlOrderRepository:
         unknown = set(query.statuses) - set(ORDER_STATUSES)
         if unknown:
             raise InvalidInput(f"unknown order status {sorted(unknown)[0]!r}")
-        statement = _filtered(query).limit(limit + 1)
+        if not 0 <= query.offset <= MAX_OFFSET:
+            raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}")
+        if len(query.numbers) > MAX_LIST_LIMIT or len(query.alarm_types) > MAX_LIST_LIMIT:
+            raise InvalidInput(f"at most {MAX_LIST_LIMIT} numbers or alarm types at once")
+        statement = _filtered(query).offset(query.offset).limit(limit + 1)
         async with self._read("listing work orders") as session:
             rows = list((await session.scalars(statement)).all())
         more = len(rows) > limit

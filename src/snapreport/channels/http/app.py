@@ -33,7 +33,8 @@ from snapreport.channels.http.idempotency import Idempotency, RateLimiter
 from snapreport.channels.http.images import Decoder
 from snapreport.channels.http.middleware import RequestContext
 from snapreport.channels.http.schemas import MessageForm, MessageIn, NewOrderIn
-from snapreport.channels.http.state import HttpState
+from snapreport.channels.http.state import HttpState, get_app_state
+from snapreport.channels.open311.routes import PREFIX, create_open311_app
 from snapreport.channels.wecom import callback as wecom_callback
 from snapreport.config import Settings
 from snapreport.logs import configure_logging, get_logger
@@ -120,6 +121,8 @@ def create_app(
     app.include_router(health.router)
     # always mounted: it answers 404 wecom_not_configured when WeCom is not configured
     app.include_router(wecom_callback.router)
+    # its own application: every answer under the prefix is in Open311's shapes
+    app.mount(PREFIX, create_open311_app(lambda: get_app_state(app)))
     _serve_web_page(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -52,7 +52,7 @@ _PUBLIC_MESSAGES: Mapping[str, str] = {
 _PUBLIC_FALLBACK = "the service failed" + _RETRY
 
 
-def _public_message(exc: SnapreportError) -> str:
+def public_message(exc: SnapreportError) -> str:
     """What a caller may read of ``exc``: its own message for a refusal (4xx), else a fixed
     text for its code (a 5xx message may name hosts, paths and driver errors)."""
     if exc.http_status < 500:
@@ -110,7 +110,7 @@ async def on_snapreport_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("request_failed", code=exc.code, error=exc.message)
     else:
         log.info("request_refused", code=exc.code, error=exc.message)
-    return error_response(exc.http_status, exc.code, _public_message(exc), headers)
+    return error_response(exc.http_status, exc.code, public_message(exc), headers)
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
