@@ -65,12 +65,14 @@ async def test_services_list_the_alarm_types_as_the_specification_shows(tmp_path
     assert [s["service_code"] for s in services] == settings.alarm_types
     assert all(tuple(s) == SPEC_SERVICE for s in services)
     fire = services[0]
-    assert fire["metadata"] is False and fire["type"] == "realtime"
+    assert fire["metadata"] is False
+    assert fire["type"] == "realtime"
     assert fire["service_name"] == FIRE
     assert fire["group"] == "消防安全组"  # the team the rules send this type to
     assert all(t == SPEC_SERVICE for t in tags(as_xml.content, "services", "service"))
     xml_fire = xml_records(as_xml.content, "services", "service")[0]
-    assert xml_fire["metadata"] == "false" and xml_fire["service_code"] == FIRE
+    assert xml_fire["metadata"] == "false"
+    assert xml_fire["service_code"] == FIRE
 
 
 async def test_discovery_names_this_endpoint_and_both_formats(tmp_path: Path) -> None:
@@ -106,9 +108,11 @@ async def test_a_missing_or_wrong_key_is_refused_with_403_in_both_formats(
     assert as_json.status_code == as_xml.status_code == 403
     [error] = as_json.json()
     assert tuple(error) == SPEC_ERROR
-    assert error["code"] == 403 and reason in error["description"]
+    assert error["code"] == 403
+    assert reason in error["description"]
     [xml_error] = xml_records(as_xml.content, "errors", "error")
-    assert tuple(xml_error) == SPEC_ERROR and xml_error["code"] == "403"
+    assert tuple(xml_error) == SPEC_ERROR
+    assert xml_error["code"] == "403"
     assert listed.json() == []  # nothing was filed
 
 
@@ -145,13 +149,16 @@ async def test_a_request_becomes_a_routed_work_order(tmp_path: Path) -> None:
         assert tags(answer.content, "service_requests", "request") == [SPEC_CREATED]
         [created] = xml_records(answer.content, "service_requests", "request")
         number = created["service_request_id"]
-        assert number is not None and number.startswith("WO-")
+        assert number is not None
+        assert number.startswith("WO-")
         assert created["account_id"] == "a-7"
         assert "消防安全组" in (created["service_notice"] or "")
         order = await app.ctx.dispatch.get(number)
     assert order.reporter == "open311:citizen@example.org"
-    assert order.team == "fire" and order.due_resolve_at is not None
-    assert order.alarm_type == FIRE and order.location == "A区 3号楼东侧"
+    assert order.team == "fire"
+    assert order.due_resolve_at is not None
+    assert order.alarm_type == FIRE
+    assert order.location == "A区 3号楼东侧"
     assert (order.latitude, order.longitude) == (31.2304, 121.4737)
 
 
@@ -164,7 +171,8 @@ async def test_a_request_reads_back_as_the_specification_shows(tmp_path: Path) -
     [record] = as_json
     assert tuple(record) == SPEC_REQUEST
     assert record["service_request_id"] == number
-    assert record["status"] == "open" and record["status_notes"] is None
+    assert record["status"] == "open"
+    assert record["status_notes"] is None
     assert record["service_code"] == record["service_name"] == FIRE
     assert record["requested_datetime"] == "2026-11-29T08:00:00Z"
     assert record["expected_datetime"] == "2026-11-30T08:00:00Z"  # the default's 24 h
@@ -196,7 +204,8 @@ async def test_status_maps_accepted_to_open_and_rejected_to_closed_with_notes(
     assert by_id[accepted]["status_notes"] == "Accepted: someone is working on it."
     assert by_id[rejected]["status"] == "closed"
     assert by_id[rejected]["status_notes"] == "a duplicate of an earlier report"
-    assert by_id[closed]["status"] == "closed" and by_id[closed]["status_notes"] == "cleared"
+    assert by_id[closed]["status"] == "closed"
+    assert by_id[closed]["status_notes"] == "cleared"
     assert {r["service_request_id"] for r in only_closed} == {rejected, closed}
 
 
@@ -237,8 +246,10 @@ async def test_listing_filters_and_pages(tmp_path: Path) -> None:
     assert {r["service_request_id"] for r in picked} == {old, water}
     assert too_long.status_code == 400
     [error] = xml_records(too_long.content, "errors", "error")
-    assert error["code"] == "400" and "90 days" in (error["description"] or "")
-    assert naive.status_code == 400 and "time zone" in naive.json()[0]["description"]
+    assert error["code"] == "400"
+    assert "90 days" in (error["description"] or "")
+    assert naive.status_code == 400
+    assert "time zone" in naive.json()[0]["description"]
 
 
 async def test_a_photo_is_served_by_a_signed_expiring_link_without_metadata(
@@ -258,14 +269,16 @@ async def test_a_photo_is_served_by_a_signed_expiring_link_without_metadata(
         link = urlsplit(record["media_url"])
         assert link.path.startswith(f"{BASE}/media/img/")
         served = await app.client.get(f"{link.path}?{link.query}")
-        tampered = await app.client.get(f"{link.path}?{link.query.replace('expires=', 'expires=9')}")
-        other = await app.client.get(
-            f"{link.path.rsplit('/', 1)[0]}/{'0' * 64}.jpg?{link.query}"
+        tampered = await app.client.get(
+            f"{link.path}?{link.query.replace('expires=', 'expires=9')}"
         )
+        other = await app.client.get(f"{link.path.rsplit('/', 1)[0]}/{'0' * 64}.jpg?{link.query}")
         clock.advance(3601)
         expired = await app.client.get(f"{link.path}?{link.query}")
-    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
-    assert served.content != original and not has_metadata(served.content)
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/jpeg"
+    assert served.content != original
+    assert not has_metadata(served.content)
     for refused in (tampered, other, expired):
         assert refused.status_code == 403
     assert "expired" in expired.content.decode()
@@ -304,7 +317,8 @@ async def test_bad_requests_are_refused_in_the_specification_format(
         listed = (await app.client.get(f"{BASE}/requests.json")).json()
     assert answer.status_code == status
     [error] = answer.json()
-    assert error["code"] == status and words in error["description"]
+    assert error["code"] == status
+    assert words in error["description"]
     assert listed == []
 
 
@@ -324,7 +338,8 @@ async def test_unknown_requests_formats_and_bodies_answer_in_the_specification_f
             files={"media": ("x.jpg", b"not an image at all", "image/jpeg")},
         )
         listed = (await app.client.get(f"{BASE}/requests.json")).json()
-    assert missing.status_code == 404 and missing.json()[0]["code"] == 404
+    assert missing.status_code == 404
+    assert missing.json()[0]["code"] == 404
     assert unknown_format.status_code == 404
     assert xml_records(unknown_format.content, "errors", "error")[0]["code"] == "404"
     assert unknown_path.status_code == 404
@@ -345,6 +360,29 @@ async def test_text_is_escaped_in_xml_and_characters_xml_cannot_carry_are_droppe
         as_json = (await app.client.get(f"{BASE}/requests/{number}.json")).json()
     [record] = xml_records(as_xml.content, "service_requests", "request")
     assert record["status"] == "open"
-    assert record["description"] == '</description><status>closed</status><x a="1">&amp; ]0;title ok'
+    assert (
+        record["description"] == '</description><status>closed</status><x a="1">&amp; ]0;title ok'
+    )
     assert record["address"] == "<A区> & 'B'"
     assert json.loads(json.dumps(as_json))[0]["description"] == hostile
+
+
+async def test_a_retry_with_the_same_idempotency_key_files_nothing_twice(tmp_path: Path) -> None:
+    retry = {"Idempotency-Key": "client-retry-42"}
+    async with running(open311_settings(tmp_path)) as app:
+        post = app.client.post
+        first = await post(f"{BASE}/requests.json", data=_form(), headers=retry)
+        again = await post(f"{BASE}/requests.json", data=_form(), headers=retry)
+        # another client (another key) may use the same Idempotency-Key for its own request
+        other = await post(
+            f"{BASE}/requests.json", data=_form(api_key=OTHER_KEY), headers=retry
+        )
+        bad = await post(
+            f"{BASE}/requests.json", data=_form(), headers={"Idempotency-Key": "no spaces"}
+        )
+        listed = (await app.client.get(f"{BASE}/requests.json")).json()
+    assert first.status_code == again.status_code == other.status_code == 200
+    assert again.content == first.content
+    assert other.json()[0]["service_request_id"] != first.json()[0]["service_request_id"]
+    assert bad.status_code == 400
+    assert len(listed) == 2

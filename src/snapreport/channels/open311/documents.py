@@ -39,9 +39,19 @@ _NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010f
 def render(fmt: Format, root: str, document: Node, *, status: int = 200) -> Response:
     """The answer carrying ``document`` as ``fmt``; ``root`` names its XML root element
     (JSON has none: a list document is a JSON array, a mapping an object)."""
+    return answer(fmt, encode(fmt, root, document), status=status)
+
+
+def answer(fmt: Format, body: bytes, *, status: int = 200) -> Response:
+    """The answer carrying ``body``, a document already encoded as ``fmt``."""
+    return Response(body, status, media_type=JSON_TYPE if fmt == "json" else XML_TYPE)
+
+
+def encode(fmt: Format, root: str, document: Node) -> bytes:
+    """``document`` encoded as ``fmt`` (see ``render``)."""
     if fmt == "json":
-        return Response(msgspec.json.encode(document), status, media_type=JSON_TYPE)
-    return Response(to_xml(root, document), status, media_type=XML_TYPE)
+        return msgspec.json.encode(document)
+    return to_xml(root, document)
 
 
 def to_xml(root: str, document: Node) -> bytes:

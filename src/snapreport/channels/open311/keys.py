@@ -22,8 +22,8 @@ class ApiKeys:
     def __init__(self, keys: Iterable[str]) -> None:
         self._digests = tuple(_digest(key) for key in keys)
 
-    def check(self, presented: str | None) -> None:
-        """Raise ``InvalidApiKey`` unless ``presented`` is one of the keys."""
+    def check(self, presented: str | None) -> str:
+        """``presented``, if it is one of the keys; else ``InvalidApiKey``."""
         if not self._digests:
             raise InvalidApiKey(
                 "this endpoint takes no requests: no API keys are configured "
@@ -36,3 +36,4 @@ class ApiKeys:
         matches = [hmac.compare_digest(given, digest) for digest in self._digests]
         if not any(matches):
             raise InvalidApiKey("invalid api_key received -- can't proceed with create_request")
+        return presented

@@ -13,6 +13,8 @@ is read; a key in the form is checked before anything in the body is used or sto
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -22,10 +24,12 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from snapreport.bootstrap import App
 from snapreport.channels.http.errors import public_message
 from snapreport.channels.http.state import HttpState
 from snapreport.channels.open311 import intake, search, views
-from snapreport.channels.open311.documents import Format, Node, render
+from snapreport.channels.open311.documents import Format, Node, answer, encode, render
+from snapreport.channels.open311.intake import Submission
 from snapreport.channels.open311.parts import Open311Parts
 from snapreport.errors import (
     ImageTooLarge,
@@ -46,6 +50,7 @@ CHANGESET: Final = "2026-11-29T00:00:00Z"
 FORMATS: Final = ("xml", "json")
 MAX_FORM_FIELDS: Final = 64
 MAX_FIELD_BYTES: Final = 64 * 1024
+_RETRY_KEY: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _FORM_TYPES: Final = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 StateOf = Callable[[], HttpState]
@@ -101,7 +106,7 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
         state, open311 = parts()
         in_query = request.query_params.get("api_key")
         if in_query is not None:
-            open311.keys.check(in_query)
+            key = open311.keys.check(in_query)
         content_type = request.headers.get("content-type", "").lower()
         if not content_type.startswith(_FORM_TYPES):
             raise UnsupportedMediaType(
@@ -113,34 +118,20 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
             max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
         ) as form:
             if in_query is None:
-                key = form.get("api_key")
-                open311.keys.check(key if isinstance(key, str) else None)
+                in_form = form.get("api_key")
+                key = open311.keys.check(in_form if isinstance(in_form, str) else None)
             submission = intake.parse(form, tuple(ctx.settings.alarm_types))
-            image_key = None
-            if submission.media is not None:
-                data = await _read(submission.media, ctx.settings.media.max_bytes)
-                declared = submission.media.content_type
-                image_key = (await ctx.media.put_image(data, declared_mime=declared)).key
-            order = await ctx.dispatch.create(submission.report(image_key))
-        log.info(
-            "open311_request_filed",
-            number=order.number,
-            service_code=order.alarm_type,
-            team=order.team,
-            photo=image_key is not None,
-        )
-        team = views.team_name(ctx.rules, order.team)
-        notice = (
-            open311.texts("open311.notice_team", number=order.number, team=team)
-            if team is not None
-            else open311.texts("open311.notice", number=order.number)
-        )
-        record: Node = {
-            "service_request_id": order.number,
-            "service_notice": notice,
-            "account_id": submission.account_id,
-        }
-        return render(fmt_, "service_requests", [record])
+
+            async def file() -> bytes:
+                return await _file(fmt_, ctx, open311, submission)
+
+            retry_key = request.headers.get("idempotency-key")
+            if retry_key is None:
+                body = await file()
+            else:
+                scope = idempotency_scope(key, fmt_, retry_key)
+                body, _ = await state.idempotency.run(scope, retry_key, file)
+        return answer(fmt_, body)
 
     @app.get("/requests.{fmt}")
     async def list_requests(fmt: str, request: Request) -> Response:
@@ -187,6 +178,44 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
         return records
 
     return app
+
+
+async def _file(fmt: Format, ctx: App, open311: Open311Parts, submission: Submission) -> bytes:
+    """File ``submission`` (its photo stored first) and encode the answer."""
+    image_key = None
+    if submission.media is not None:
+        data = await _read(submission.media, ctx.settings.media.max_bytes)
+        declared = submission.media.content_type
+        image_key = (await ctx.media.put_image(data, declared_mime=declared)).key
+    order = await ctx.dispatch.create(submission.report(image_key))
+    log.info(
+        "open311_request_filed",
+        number=order.number,
+        service_code=order.alarm_type,
+        team=order.team,
+        photo=image_key is not None,
+    )
+    team = views.team_name(ctx.rules, order.team)
+    notice = (
+        open311.texts("open311.notice_team", number=order.number, team=team)
+        if team is not None
+        else open311.texts("open311.notice", number=order.number)
+    )
+    record: Node = {
+        "service_request_id": order.number,
+        "service_notice": notice,
+        "account_id": submission.account_id,
+    }
+    return encode(fmt, "service_requests", [record])
+
+
+def idempotency_scope(api_key: str, fmt: Format, retry_key: str) -> str:
+    """Whose retries ``retry_key`` names: one client (by its key) asking for one format. The
+    ``/`` keeps it apart from every chat user id, which cannot contain one."""
+    if not _RETRY_KEY.fullmatch(retry_key):
+        raise InvalidInput("Idempotency-Key must be 1 to 128 of A-Z a-z 0-9 _ . : -")
+    client = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"open311/{client}/{fmt}"
 
 
 def _format(fmt: str) -> Format:
