@@ -374,9 +374,7 @@ async def test_a_retry_with_the_same_idempotency_key_files_nothing_twice(tmp_pat
         first = await post(f"{BASE}/requests.json", data=_form(), headers=retry)
         again = await post(f"{BASE}/requests.json", data=_form(), headers=retry)
         # another client (another key) may use the same Idempotency-Key for its own request
-        other = await post(
-            f"{BASE}/requests.json", data=_form(api_key=OTHER_KEY), headers=retry
-        )
+        other = await post(f"{BASE}/requests.json", data=_form(api_key=OTHER_KEY), headers=retry)
         bad = await post(
             f"{BASE}/requests.json", data=_form(), headers={"Idempotency-Key": "no spaces"}
         )
