@@ -40,5 +40,5 @@ class App:
     dispatch: Dispatch
     outbox: OutboxStore
     notifications: NotificationStore
-    open311: Open311Parts | None = None
+    open311: Open311Parts
     wecom: Channel | None = None

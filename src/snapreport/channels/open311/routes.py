@@ -35,7 +35,6 @@ from snapreport.errors import (
     ImageTooLarge,
     InvalidInput,
     SnapreportError,
-    Unavailable,
     UnsupportedMediaType,
 )
 from snapreport.logs import get_logger
@@ -66,8 +65,6 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
 
     def parts() -> tuple[HttpState, Open311Parts]:
         state = state_of()
-        if state.app.open311 is None:
-            raise Unavailable("the Open311 endpoint is not built")
         return state, state.app.open311
 
     @app.get("/discovery.{fmt}")
