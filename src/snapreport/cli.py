@@ -87,6 +87,13 @@ def check_serve(settings: Settings, host: str, workers: int) -> bool:
             "in one process. Set SNAPREPORT_SESSION__BACKEND=redis and SNAPREPORT_SESSION__URL "
             "(or sqlite, on one machine)."
         )
+    open311 = settings.open311
+    if workers > 1 and open311.api_keys and not open311.media_secret.get_secret_value():
+        raise ConfigurationError(
+            f"--workers {workers} with Open311 needs one secret for its photo links, or a link "
+            "made by one worker fails on the others. Set SNAPREPORT_OPEN311__MEDIA_SECRET "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+        )
     return check_binding(settings, host)
 
 

@@ -41,6 +41,17 @@ def test_serve_refuses_several_workers_on_the_memory_store() -> None:
     assert "Traceback" not in result.output
 
 
+def test_serve_refuses_several_workers_with_open311_keys_but_no_media_secret() -> None:
+    env = {
+        "SNAPREPORT_SESSION__BACKEND": "sqlite",
+        "SNAPREPORT_OPEN311__API_KEYS": '["open311-key-0123456789"]',
+    }
+    result = runner.invoke(cli, ["serve", "--workers", "2"], env=env)
+    assert result.exit_code == 1
+    assert "SNAPREPORT_OPEN311__MEDIA_SECRET" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_serve_refuses_to_run_open_off_loopback() -> None:
     result = runner.invoke(cli, ["serve", "--host", "0.0.0.0"])
     assert result.exit_code == 1
