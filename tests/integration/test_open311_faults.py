@@ -1,14 +1,16 @@
-"""Open311 filing when the orders database goes away and comes back: the refusal is the
+"""Open311 under faults: the orders database going away and coming back (the refusal is the
 specification's error with a 503, nothing half-filed is left, and the client's retry with the
-same Idempotency-Key files exactly one order."""
+same Idempotency-Key files exactly one order), and two workers sharing one deployment (a
+request retried at both is filed once; a photo link made by one works on the other)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tests.harness.postgres_server import fresh_database, start_postgres
-from tests.integration.http_kit import running
+from tests.integration.http_kit import jpeg_bytes, running
 from tests.integration.open311_kit import API_KEY, open311_settings
 
 BASE = "/open311/v2"
@@ -39,3 +41,33 @@ async def test_a_database_outage_answers_503_and_the_retry_files_once(tmp_path: 
     assert up.status_code == 200
     assert again.content == up.content
     assert [r["service_request_id"] for r in listed] == [up.json()[0]["service_request_id"]]
+
+
+async def test_two_workers_file_a_retried_request_once_and_serve_each_others_links(
+    tmp_path: Path,
+) -> None:
+    # two app instances on one machine: sessions and the key-value store in SQLite, one
+    # orders database, one photo directory, one media secret
+    settings = open311_settings(
+        tmp_path, session={"backend": "sqlite", "url": str(tmp_path / "sessions.db")}
+    )
+    form = {"api_key": API_KEY, "service_code": "漏水", "address_string": "B区 车库"}
+    photo = ("leak.jpg", jpeg_bytes(), "image/jpeg")
+    retry = {"Idempotency-Key": "both-workers"}
+    async with running(settings) as one, running(settings) as two:
+        answers = await asyncio.gather(
+            *(
+                app.client.post(
+                    f"{BASE}/requests.json", data=form, files={"media": photo}, headers=retry
+                )
+                for app in (one, two, one, two)
+            )
+        )
+        [record] = (await one.client.get(f"{BASE}/requests.json")).json()
+        link = urlsplit(record["media_url"])
+        served = await two.client.get(f"{link.path}?{link.query}")
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert record["service_request_id"] == answers[0].json()[0]["service_request_id"]
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/jpeg"
