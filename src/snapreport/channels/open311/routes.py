@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -24,7 +25,6 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from snapreport.bootstrap import App
 from snapreport.channels.http.errors import public_message
 from snapreport.channels.http.state import HttpState
 from snapreport.channels.open311 import intake, search, views
@@ -32,8 +32,10 @@ from snapreport.channels.open311.documents import Format, Node, answer, encode, 
 from snapreport.channels.open311.intake import Submission
 from snapreport.channels.open311.parts import Open311Parts
 from snapreport.errors import (
+    DecoderBusy,
     ImageTooLarge,
     InvalidInput,
+    RateLimited,
     SnapreportError,
     UnsupportedMediaType,
 )
@@ -120,7 +122,7 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
             submission = intake.parse(form, tuple(ctx.settings.alarm_types))
 
             async def file() -> bytes:
-                return await _file(fmt_, ctx, open311, submission)
+                return await _file(fmt_, state, open311, submission)
 
             retry_key = request.headers.get("idempotency-key")
             if retry_key is None:
@@ -177,13 +179,18 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
     return app
 
 
-async def _file(fmt: Format, ctx: App, open311: Open311Parts, submission: Submission) -> bytes:
-    """File ``submission`` (its photo stored first) and encode the answer."""
+async def _file(
+    fmt: Format, state: HttpState, open311: Open311Parts, submission: Submission
+) -> bytes:
+    """File ``submission`` (its photo checked by the decoder and stored first) and encode
+    the answer."""
+    ctx = state.app
     image_key = None
     if submission.media is not None:
         data = await _read(submission.media, ctx.settings.media.max_bytes)
+        checked = await state.decoder.check(data)
         declared = submission.media.content_type
-        image_key = (await ctx.media.put_image(data, declared_mime=declared)).key
+        image_key = (await ctx.media.put_image(checked.image, declared_mime=declared)).key
     order = await ctx.dispatch.create(submission.report(image_key))
     log.info(
         "open311_request_filed",
@@ -260,4 +267,7 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         log.info("open311_refused", code=code, status=status, error=description)
     fmt: Format = "json" if request.url.path.endswith(".json") else "xml"
     errors: Node = [{"code": status, "description": description}]
-    return render(fmt, "errors", errors, status=status)
+    response = render(fmt, "errors", errors, status=status)
+    if isinstance(exc, RateLimited | DecoderBusy):
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
