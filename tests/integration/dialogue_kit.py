@@ -9,7 +9,7 @@ default; ``vlm_vision(fake_vlm)`` for the fake OpenAI-compatible server).
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -284,6 +284,10 @@ class FlakyOrders:
 
     async def events(self, number: str) -> Sequence[OrderEvent]:
         return await self.inner.events(number)
+
+    async def last_changed(self, numbers: Sequence[str]) -> Mapping[str, datetime]:
+        self._check("last_changed")
+        return await self.inner.last_changed(numbers)
 
     async def ping(self) -> None:
         self._check("ping")

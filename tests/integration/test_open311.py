@@ -384,3 +384,18 @@ async def test_a_retry_with_the_same_idempotency_key_files_nothing_twice(tmp_pat
     assert other.json()[0]["service_request_id"] != first.json()[0]["service_request_id"]
     assert bad.status_code == 400
     assert len(listed) == 2
+
+
+async def test_updated_datetime_is_the_last_change_rejection_included(tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2026, 11, 29, 8, 0, tzinfo=UTC).timestamp())
+    async with running(open311_settings(tmp_path), clock=clock) as app:
+        untouched = await _file(app.client)
+        rejected = await _file(app.client)
+        clock.advance(3600)
+        await app.ctx.dispatch.reject(rejected, "zhaoliu", "out of scope")
+        listed = (await app.client.get(f"{BASE}/requests.json")).json()
+        [one] = (await app.client.get(f"{BASE}/requests/{rejected}.json")).json()
+    by_id = {r["service_request_id"]: r for r in listed}
+    assert by_id[untouched]["updated_datetime"] == "2026-11-29T08:00:00Z"
+    assert by_id[rejected]["updated_datetime"] == "2026-11-29T09:00:00Z"
+    assert one["updated_datetime"] == "2026-11-29T09:00:00Z"

@@ -15,7 +15,7 @@ refused (``InvalidInput``). Calls without a key are not deduplicated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypedDict
@@ -278,6 +278,11 @@ class OrderRepository(Protocol):
         ...
 
     async def events(self, number: str) -> Sequence[OrderEvent]: ...
+
+    async def last_changed(self, numbers: Sequence[str]) -> Mapping[str, datetime]:
+        """When each of these orders last changed (the time of its newest event), by number;
+        unknown numbers are left out."""
+        ...
 
     async def ping(self) -> None: ...
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Protocol, cast
@@ -604,6 +604,24 @@ class SqlOrderRepository:
                 )
                 for event in (await session.scalars(query)).all()
             ]
+
+    async def last_changed(self, numbers: Sequence[str]) -> Mapping[str, datetime]:
+        """When each of these orders last changed (the time of its newest event), by number;
+        unknown numbers are left out."""
+        if len(numbers) > MAX_LIST_LIMIT:
+            raise InvalidInput(f"at most {MAX_LIST_LIMIT} numbers at once")
+        if not numbers:
+            return {}
+        latest = func.max(OrderEventRow.at)
+        statement = (
+            select(WorkOrderRow.number, latest)
+            .join(OrderEventRow, OrderEventRow.order_id == WorkOrderRow.id)
+            .where(WorkOrderRow.number.in_([normalize_number(n) for n in numbers]))
+            .group_by(WorkOrderRow.number)
+        )
+        async with self._read("reading when work orders changed") as session:
+            rows = (await session.execute(statement)).all()
+        return {row[0]: row[1] for row in rows}
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers ``SELECT 1``."""

@@ -138,7 +138,7 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
         state, _ = parts()
         wanted = search.parse(request.query_params, state.app.dispatch.now())
         page = await state.app.orders.page(wanted.query, limit=wanted.limit)
-        return render(fmt_, "service_requests", _records(request, page.orders))
+        return render(fmt_, "service_requests", await _records(request, page.orders))
 
     @app.get("/requests/{service_request_id}.{fmt}")
     async def show_request(service_request_id: str, fmt: str, request: Request) -> Response:
@@ -147,7 +147,7 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
         if len(service_request_id) > 64:
             raise InvalidInput("service_request_id is longer than 64 characters")
         order = await state.app.dispatch.get(service_request_id)
-        return render(fmt_, "service_requests", _records(request, [order]))
+        return render(fmt_, "service_requests", await _records(request, [order]))
 
     @app.get("/media/{key:path}", name="media")
     async def photo(key: str, request: Request) -> Response:
@@ -160,9 +160,10 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
         headers = {"Cache-Control": f"private, max-age={open311.links.ttl_seconds}"}
         return Response(data, media_type=mime, headers=headers)
 
-    def _records(request: Request, orders: Sequence[Order]) -> list[Node]:
+    async def _records(request: Request, orders: Sequence[Order]) -> list[Node]:
         state, open311 = parts()
         now = state.clock()
+        changed = await state.app.orders.last_changed([order.number for order in orders])
         records: list[Node] = []
         for order in orders:
             photo_url = None
@@ -171,7 +172,11 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
                 photo_url = f"{link}?{open311.links.query(order.image_key, now)}"
             records.append(
                 views.request_record(
-                    order, rules=state.app.rules, texts=open311.texts, photo_url=photo_url
+                    order,
+                    rules=state.app.rules,
+                    texts=open311.texts,
+                    photo_url=photo_url,
+                    updated=changed.get(order.number),
                 )
             )
         return records

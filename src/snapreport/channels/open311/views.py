@@ -82,15 +82,11 @@ def status_of(order: Order, texts: Texts) -> tuple[str, str | None]:
     return "open", None
 
 
-def updated_at(order: Order) -> datetime:
-    """The last change the order itself records (closing, accepting, filing)."""
-    return order.closed_at or order.accepted_at or order.created_at
-
-
 def request_record(
-    order: Order, *, rules: Rules, texts: Texts, photo_url: str | None
+    order: Order, *, rules: Rules, texts: Texts, photo_url: str | None, updated: datetime | None
 ) -> dict[str, Node]:
-    """``order`` as a ``request`` record; ``photo_url`` is the signed link to its photo."""
+    """``order`` as a ``request`` record; ``photo_url`` is the signed link to its photo,
+    ``updated`` the time of its last event (None: its filing)."""
     status, notes = status_of(order, texts)
     description, recorded_url = split_description(order.description)
     return {
@@ -103,7 +99,7 @@ def request_record(
         "agency_responsible": team_name(rules, order.team),
         "service_notice": None,
         "requested_datetime": w3_time(order.created_at),
-        "updated_datetime": w3_time(updated_at(order)),
+        "updated_datetime": w3_time(updated or order.created_at),
         "expected_datetime": w3_time(order.due_resolve_at),
         "address": order.location,
         "address_id": None,
