@@ -399,3 +399,33 @@ async def test_updated_datetime_is_the_last_change_rejection_included(tmp_path: 
     assert by_id[untouched]["updated_datetime"] == "2026-11-29T08:00:00Z"
     assert by_id[rejected]["updated_datetime"] == "2026-11-29T09:00:00Z"
     assert one["updated_datetime"] == "2026-11-29T09:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"page_size": "1001"},
+        {"page": "0"},
+        {"page": "x"},
+        {"status": "pending"},
+        {"service_request_id": ",".join(f"WO-20261129-{i:04d}" for i in range(201))},
+        {"start_date": "yesterday"},
+        {"start_date": "2026-11-02T00:00:00Z", "end_date": "2026-11-01T00:00:00Z"},
+    ],
+)
+async def test_listing_parameters_are_bounded(tmp_path: Path, params: dict[str, str]) -> None:
+    async with running(open311_settings(tmp_path)) as app:
+        answer = await app.client.get(f"{BASE}/requests.xml", params=params)
+    assert answer.status_code == 400
+    [error] = xml_records(answer.content, "errors", "error")
+    assert error["code"] == "400"
+
+
+async def test_a_form_with_too_many_fields_is_refused(tmp_path: Path) -> None:
+    fields = {**_form(), **{f"attribute[a{i}]": "x" for i in range(64)}}
+    async with running(open311_settings(tmp_path)) as app:
+        answer = await app.client.post(f"{BASE}/requests.json", data=fields)
+        listed = (await app.client.get(f"{BASE}/requests.json")).json()
+    assert answer.status_code == 400
+    assert "Too many fields" in answer.json()[0]["description"]
+    assert listed == []
