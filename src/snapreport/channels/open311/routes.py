@@ -48,7 +48,6 @@ log = get_logger("snapreport.open311")
 PREFIX: Final = "/open311/v2"
 SPECIFICATION: Final = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET: Final = "2026-11-29T00:00:00Z"
-FORMATS: Final = ("xml", "json")
 MAX_FORM_FIELDS: Final = 64
 MAX_FIELD_BYTES: Final = 64 * 1024
 _RETRY_KEY: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
