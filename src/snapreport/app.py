@@ -10,6 +10,7 @@ from snapreport.channels.open311.parts import Open311Parts
 from snapreport.config import Settings
 from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.dispatch.rules import Rules
+from snapreport.identity.service import Identity
 from snapreport.kv.base import KeyValueStore
 from snapreport.media.base import MediaStore
 from snapreport.orders.base import OrderRepository
@@ -41,4 +42,5 @@ class App:
     outbox: OutboxStore
     notifications: NotificationStore
     open311: Open311Parts
+    identity: Identity
     wecom: Channel | None = None

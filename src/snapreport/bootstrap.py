@@ -28,6 +28,8 @@ from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.dispatch.notices import SLA_TOPIC
 from snapreport.dispatch.rules import Rules, load_rules
 from snapreport.dispatch.sla import sla_handler
+from snapreport.errors import ConfigurationError
+from snapreport.identity.service import Identity, IdentityMode
 from snapreport.kv.base import KeyValueStore
 from snapreport.kv.keys import key_of
 from snapreport.logs import get_logger
@@ -100,6 +102,10 @@ def build_kv(
 ) -> KeyValueStore:
     """The key-value store, on the session store's backend (so every worker shares it)."""
     s = settings.session
+    if s.backend == "memory":
+        from snapreport.kv.memory import MemoryKeyValueStore
+
+        return MemoryKeyValueStore(clock=clock, max_entries=s.memory_kv_max_entries)
     if s.backend == "sqlite":
         from snapreport.kv.sqlite import SqliteKeyValueStore
 
@@ -126,6 +132,58 @@ def build_expiry_timers(settings: Settings, redis: aioredis.Redis | None = None)
     from snapreport.timers.memory import MemoryExpiryTimers
 
     return MemoryExpiryTimers()
+
+
+def identity_mode(settings: Settings) -> IdentityMode:
+    """``declared`` only for an open service (no token); ``signin`` otherwise."""
+    open_service = not (
+        settings.api_token.get_secret_value() or settings.admin_token.get_secret_value()
+    )
+    chosen = settings.web.identity
+    if chosen == "declared" and not open_service:
+        raise ConfigurationError(
+            "SNAPREPORT_WEB__IDENTITY=declared lets the web page speak for any user id; it is "
+            "allowed only when the service runs open on loopback. Remove it (with a token set, "
+            "the page signs people in), or unset SNAPREPORT_API_TOKEN and ADMIN_TOKEN."
+        )
+    return chosen or ("declared" if open_service else "signin")
+
+
+def build_identity(
+    settings: Settings, kv: KeyValueStore, clock: Clock, stack: AsyncExitStack
+) -> Identity:
+    """Browser sessions and sign-in links on the shared key-value store, and WeCom sign-in
+    when the WeCom application (corp id, agent id, secret) is configured."""
+    from snapreport.identity.links import SignInLinks
+    from snapreport.identity.service import WeComOAuth
+    from snapreport.identity.sessions import BrowserSessions
+
+    web, w = settings.web, settings.wecom
+    public_url = settings.public_url.rstrip("/")
+    oauth: WeComOAuth | None = None
+    if w.corp_id and w.agent_id and w.secret.get_secret_value():
+        from snapreport.channels.wecom.client import WeComClient
+        from snapreport.identity.wecom_oauth import OAuthApp, WeComSignIn, signing_key
+
+        client = WeComClient(
+            corp_id=w.corp_id,
+            agent_id=w.agent_id,
+            secret=w.secret.get_secret_value(),
+            kv=kv,
+            base_url=w.api_base_url,
+        )
+        stack.push_async_callback(client.aclose)
+        key = signing_key(web.secret.get_secret_value(), w.secret.get_secret_value())
+        app = OAuthApp(w.corp_id, w.agent_id, w.oauth_url)
+        oauth = WeComOAuth(WeComSignIn(app, key=key, kv=kv, clock=clock), client)
+    return Identity(
+        mode=identity_mode(settings),
+        sessions=BrowserSessions(kv, ttl_seconds=web.session_hours * 3600, clock=clock),
+        links=SignInLinks(kv, ttl_seconds=web.link_minutes * 60, public_url=public_url),
+        wecom=oauth,
+        public_url=public_url,
+        secure_cookie=public_url.startswith("https://"),
+    )
 
 
 async def start_wecom(
@@ -371,6 +429,7 @@ async def build(
             reopen_window=timedelta(days=settings.dispatch.reopen_days),
             clock=clock,
         )
+        identity = build_identity(settings, kv, clock, stack)
         assistant = IncidentAssistant(
             engine,
             vision=vision,
@@ -378,6 +437,7 @@ async def build(
             orders=dispatch,
             catalog=tuple(settings.alarm_types),
             language=settings.language,
+            links=identity.links,
         )
         app = App(
             settings,
@@ -392,6 +452,7 @@ async def build(
             outbox=SqlOutboxStore(orders.engine, clock=clock),
             notifications=SqlNotifications(orders.engine),
             open311=build_open311(settings),
+            identity=identity,
         )
         if channels and settings.wecom.enabled:
             await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)

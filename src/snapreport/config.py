@@ -158,6 +158,8 @@ class WeComSettings(BaseModel):
     token: SecretStr = SecretStr("")
     encoding_aes_key: SecretStr = SecretStr("")
     api_base_url: str = "https://qyapi.weixin.qq.com"
+    # where WeCom's in-app browser is sent to sign a person in (OAuth2 网页授权)
+    oauth_url: str = "https://open.weixin.qq.com"
 
     @model_validator(mode="after")
     def _all_or_none(self) -> WeComSettings:
@@ -183,6 +185,18 @@ class WeComSettings(BaseModel):
     @property
     def enabled(self) -> bool:
         return bool(self.corp_id)
+
+
+class WebSettings(BaseModel):
+    """The web page's identity: who a browser speaks for (see docs/security.md)."""
+
+    # None: ``declared`` when the service runs open (no token), else ``signin``
+    identity: Literal["declared", "signin"] | None = None
+    # signs the WeCom sign-in ``state``; empty: derived from SNAPREPORT_WECOM__SECRET, which
+    # every worker shares (a random per-process key would fail across workers)
+    secret: SecretStr = SecretStr("")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    link_minutes: float = Field(5.0, gt=0, le=60)
 
 
 class OutboxSettings(BaseModel):
@@ -230,9 +244,12 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     orders: OrdersSettings = OrdersSettings()
     wecom: WeComSettings = WeComSettings()
-    dispatch: DispatchSettings = DispatchSettings()
     http: HttpSettings = HttpSettings()
+    dispatch: DispatchSettings = DispatchSettings()
     outbox: OutboxSettings = OutboxSettings()
+    web: WebSettings = WebSettings()
+    # the address people reach the service at (https://snap.example.com): the base of links
+    # (notifications, sign-in) and of WeCom's redirect back; https makes the cookie Secure
     public_url: str = Field(
         "", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", description="base URL of links"
     )

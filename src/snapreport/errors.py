@@ -23,14 +23,21 @@ HTTP statuses in one place, by ``code`` and ``http_status``.
     │   │   └── DecompressionBomb
     │   ├── InvalidMediaKey
     │   ├── HostNotAllowed               open service: a Host header not allowed
-    │   └── InvalidSignature             403  (WeCom: signature or ciphertext rejected)
+    │   ├── InvalidSignature             403  (WeCom: signature or ciphertext rejected)
+    │   ├── SignInStateInvalid           a WeCom sign-in ``state`` forged, expired or replayed
+    │   └── SignInLinkInvalid            a sign-in link unknown, expired or already used
     ├── Unauthorized                     401
+    │   └── NotSignedIn                  no live browser session
     ├── Forbidden                        403
+    │   ├── CsrfFailed                   a cookie request without the session's X-CSRF-Token
+    │   ├── UserMismatch                 a user id other than the signed-in one
+    │   ├── SignInRefused                WeCom did not vouch for the person
     │   ├── NotPermitted                 the caller sees the order but may not do this
     │   │   └── NotOrderOwner            (closing: not its reporter, assignee or lead)
     │   ├── InvalidApiKey                Open311: a missing or unknown api_key
     │   └── InvalidMediaLink             Open311: a photo link unsigned, altered or expired
     ├── NotFound                         404
+    │   ├── WeComNotConfigured
     │   ├── SessionNotFound
     │   ├── OrderNotFound
     │   ├── MediaNotFound
@@ -161,9 +168,33 @@ class Unauthorized(SnapreportError):
     http_status = 401
 
 
+class SignInStateInvalid(InvalidInput):
+    code = "signin_state_invalid"
+
+
+class SignInLinkInvalid(InvalidInput):
+    code = "signin_link_invalid"
+
+
+class NotSignedIn(Unauthorized):
+    code = "not_signed_in"
+
+
 class Forbidden(SnapreportError):
     code = "forbidden"
     http_status = 403
+
+
+class CsrfFailed(Forbidden):
+    code = "csrf_failed"
+
+
+class UserMismatch(Forbidden):
+    code = "user_mismatch"
+
+
+class SignInRefused(Forbidden):
+    code = "signin_refused"
 
 
 class NotPermitted(Forbidden):
@@ -186,6 +217,10 @@ class NotOrderOwner(NotPermitted):
 class NotFound(SnapreportError):
     code = "not_found"
     http_status = 404
+
+
+class WeComNotConfigured(NotFound):
+    code = "wecom_not_configured"
 
 
 class SessionNotFound(NotFound):

@@ -3,8 +3,10 @@ on loopback with the fake vision model behind it."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +78,30 @@ class Served:
     vlm: FakeVLM
     token: str = API_TOKEN
 
+    def sign_in_path(self, user_id: str) -> str:
+        """A one-time sign-in link's path, issued as ``登录`` would, on the key-value store
+        the server shares (its SQLite file)."""
+        return issue_link(self.settings, user_id)
+
+
+def issue_link(settings: Settings, user_id: str) -> str:
+    """A sign-in link's path for ``user_id``, written to ``settings``' SQLite key-value store
+    (as another worker would)."""
+    from snapreport.bootstrap import sqlite_kv_path
+    from snapreport.identity.links import SignInLinks
+    from snapreport.kv.sqlite import SqliteKeyValueStore
+
+    async def issue() -> str:
+        kv = SqliteKeyValueStore(sqlite_kv_path(settings))
+        try:
+            return await SignInLinks(kv, ttl_seconds=300, public_url="").issue(user_id)
+        finally:
+            await kv.aclose()
+
+    # Playwright's sync API runs an event loop in this thread: issue from another one
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, issue()).result(timeout=30)
+
 
 @pytest.fixture
 def served(tmp_path: Path, fake_vlm: FakeVLM) -> Iterator[Served]:
@@ -84,6 +110,7 @@ def served(tmp_path: Path, fake_vlm: FakeVLM) -> Iterator[Served]:
     settings = local_settings(
         tmp_path,
         api_token=API_TOKEN,
+        session={"backend": "sqlite"},
         vision={"base_url": fake_vlm.url, "api_key": fake_vlm.api_key, "model": fake_vlm.model},
     )
     with live_server(create_app(settings)) as url:

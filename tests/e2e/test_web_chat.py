@@ -69,19 +69,15 @@ def watch_policy(context: BrowserContext) -> list[str]:
     return violations
 
 
-def open_chat(context: BrowserContext, served: Served, *, token: bool = True) -> Page:
+def open_chat(context: BrowserContext, served: Served) -> Page:
+    """The page, signed in as USER through a one-time link (as ``登录`` sends)."""
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(served.url + "/")
+    page.goto(served.url + served.sign_in_path(USER))
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     assert errors == [], f"the page's script failed: {errors}"
-    if token:
-        page.get_by_text("设置", exact=True).click()
-        page.get_by_label("API 令牌（可选）").fill(served.token)
-        page.get_by_label("API 令牌（可选）").press("Tab")
-    page.get_by_label("用户 ID").fill(USER)
-    page.get_by_label("用户 ID").press("Enter")
+    expect(page.locator("#signed-in-as")).to_contain_text(USER)
     return page
 
 
@@ -231,7 +227,7 @@ def test_location_drop_errors_and_retry_on_a_phone(
         geolocation={"latitude": 31.2304, "longitude": 121.4737},
         permissions=["geolocation"],
     )
-    page = open_chat(context, served, token=False)
+    page = open_chat(context, served)
     posted: list[dict[str, object]] = []
 
     def record(request: Request) -> None:
@@ -243,18 +239,17 @@ def test_location_drop_errors_and_retry_on_a_phone(
 
     page.on("request", record)
 
-    # no token yet: the API's error is shown, the message is kept for a retry
+    # the network fails once: the error is shown, the message is kept for a retry
+    page.route("**/api/v1/messages", lambda route: route.abort())
     page.get_by_label("消息").fill("帮助")
     page.get_by_label("消息").press("Enter")
     alert = page.get_by_role("alert")
     expect(alert).to_be_visible()
-    expect(alert).to_contain_text("unauthorized")
+    expect(alert).to_contain_text("无法连接服务器")
     expect(page.locator(".bubble.user.failed")).to_contain_text("帮助")
-    expect(page.locator("#settings")).to_have_attribute("open", "")
-    shoot(page, artifacts / "phone-error-1-unauthorized.png")
+    shoot(page, artifacts / "phone-error-1-network.png")
 
-    page.get_by_label("API 令牌（可选）").fill(served.token)
-    page.get_by_label("API 令牌（可选）").press("Tab")
+    page.unroute("**/api/v1/messages")
     page.get_by_role("button", name="重试").click()
     expect(alert).to_be_hidden()
     expect(page.locator(".bubble.user.failed")).to_have_count(0)
@@ -294,9 +289,9 @@ def test_location_drop_errors_and_retry_on_a_phone(
     expect(badge(page)).to_have_text("等待确认")
     shoot(page, artifacts / "phone-location-2-summary.png")
 
-    # a reload keeps the user (remembered by the browser) and shows the session's state
+    # a reload keeps the sign-in (the session cookie) and shows the dialogue's state
     page.reload()
-    expect(page.get_by_label("用户 ID")).to_have_value(USER)
+    expect(page.locator("#signed-in-as")).to_contain_text(USER)
     expect(badge(page)).to_have_text("等待确认")
     expect(quick_reply(page, "确认")).to_be_visible()
 
@@ -314,11 +309,8 @@ def test_the_page_speaks_english_to_an_english_browser(
 ) -> None:
     context = browser.new_context(viewport=DESKTOP, locale="en-US")  # type: ignore[arg-type]
     page = context.new_page()
-    page.goto(served.url + "/")
-    page.get_by_text("Settings", exact=True).click()
-    page.get_by_label("API token (optional)").fill(served.token)
-    page.get_by_label("User ID").fill(USER)
-    page.get_by_label("User ID").press("Enter")
+    page.goto(served.url + served.sign_in_path(USER))
+    expect(page.locator("#signed-in-as")).to_have_text(f"Signed in as {USER}")
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(badge(page)).to_have_text("idle")
 

@@ -10,6 +10,12 @@ speaks the parts of the protocol we use:
   errcode 40007 as JSON with HTTP 200, as WeCom does.
 - ``POST /cgi-bin/message/send``: records every JSON body; ``wait_for_sent(n)`` blocks until n
   messages arrived.
+- ``GET /connect/oauth2/authorize`` (web sign-in, when the fake is also ``WECOM__OAUTH_URL``):
+  records the query and redirects to ``redirect_uri?code=...&state=...`` with a fresh code for
+  ``signin_as`` (the member "using" the browser), as WeCom's in-app browser does.
+- ``GET /cgi-bin/auth/getuserinfo``: a code issued by ``issue_code`` (or the authorize page)
+  answers its member's ``userid`` once; a visitor's code answers ``openid``; any other code
+  errcode 40029.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -66,6 +72,10 @@ class FakeWeCom:
         self.media_calls = 0
         self.send_calls = 0
         self.send_errcode = 0
+        self.signin_as = "lisi"
+        self.authorize_queries: list[dict[str, str]] = []
+        self.getuserinfo_calls = 0
+        self._codes: dict[str, dict[str, str]] = {}
         # an outage: every request answers HTTP 503 while set
         self.down = False
         self.refused = 0
@@ -79,6 +89,13 @@ class FakeWeCom:
     def add_media(self, media_id: str, data: bytes, content_type: str = "image/jpeg") -> None:
         with self._cond:
             self._media[media_id] = Media(data, content_type)
+
+    def issue_code(self, user_id: str, *, member: bool = True) -> str:
+        """A one-time OAuth code for ``user_id`` (a visitor's, if not ``member``)."""
+        with self._cond:
+            code = f"code-{len(self._codes) + 1}-{user_id}"
+            self._codes[code] = {"userid" if member else "openid": user_id}
+            return code
 
     def hold(self) -> None:
         """Make message/send calls wait (unrecorded) until ``release``."""
@@ -177,6 +194,29 @@ class FakeWeCom:
             return {"errcode": 40007, "errmsg": "invalid media_id"}
         return media
 
+    def authorize(self, query: dict[str, str]) -> str:
+        """Where WeCom's authorize page sends the browser back to."""
+        with self._cond:
+            self.authorize_queries.append(query)
+        code = self.issue_code(self.signin_as)
+        separator = "&" if "?" in query.get("redirect_uri", "") else "?"
+        state = query.get("state", "")
+        return (
+            f"{query.get('redirect_uri', '')}{separator}{urlencode({'code': code, 'state': state})}"
+        )
+
+    def getuserinfo(self, query: dict[str, str]) -> dict[str, Any]:
+        with self._cond:
+            self.getuserinfo_calls += 1
+        error = self.check_token(query)
+        if error is not None:
+            return error
+        with self._cond:
+            who = self._codes.pop(query.get("code", ""), None)
+        if who is None:
+            return {"errcode": 40029, "errmsg": "invalid code"}
+        return {"errcode": 0, "errmsg": "ok", **who}
+
     def send(self, query: dict[str, str], body: bytes) -> dict[str, Any] | None:
         """The answer to message/send; None: answer 503 (a held send that was dropped)."""
         with self._cond:
@@ -237,6 +277,13 @@ def _handler(fake: FakeWeCom) -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             if path == "/cgi-bin/gettoken":
                 self._json(fake.gettoken(self._query()))
+            elif path == "/cgi-bin/auth/getuserinfo":
+                self._json(fake.getuserinfo(self._query()))
+            elif path == "/connect/oauth2/authorize":
+                self.send_response(302)
+                self.send_header("Location", fake.authorize(self._query()))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             elif path == "/cgi-bin/media/get":
                 result = fake.media(self._query())
                 if isinstance(result, Media):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -106,6 +108,13 @@ def test_url_check_does_not_decrypt_a_message(server: WeComPusher) -> None:
     assert "楼梯间" not in response.text
 
 
+def test_url_check_answers_within_a_second(server: WeComPusher) -> None:
+    started = time.monotonic()
+    response = server.url_check("42")
+    assert response.status_code == 200
+    assert time.monotonic() - started < 1.0
+
+
 # -- messages -------------------------------------------------------------------------------
 
 
@@ -119,6 +128,23 @@ def test_text_is_answered_at_once_and_replied_by_message_send(
     assert message["agentid"] == 1000002
     assert HELP_MARK in message["text"]["content"]
     assert fake_wecom.gettoken_calls == 1
+
+
+def test_login_sends_a_member_a_sign_in_link_that_works_once(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    accepted(server.push(server.text_xml(USER, "登录")))
+    [message] = fake_wecom.wait_for_sent(1)
+    assert message["touser"] == USER
+    found = re.search(r"/auth/link/[A-Za-z0-9_-]+", message["text"]["content"])
+    assert found is not None, message
+    base = server.callback_url.removesuffix("/wecom/callback")
+    first = httpx.get(base + found.group(0))
+    assert first.status_code == 303
+    assert "snapreport_session=" in first.headers["set-cookie"]
+    again = httpx.get(base + found.group(0))
+    assert again.status_code == 400
+    assert again.json()["error"]["code"] == "signin_link_invalid"
 
 
 def test_bad_signature_is_refused_and_nothing_is_handled(

@@ -17,6 +17,7 @@ TextTrigger = Literal[
     "cancel",
     "help",
     "my_orders",
+    "login",
     "close",
     "force_close",
     "yes",
@@ -35,6 +36,7 @@ CANCEL_WORDS: Final = frozenset({"取消", "退出", "cancel"})
 HELP_WORDS: Final = frozenset({"帮助", "help"})
 MY_ORDERS_WORDS: Final = frozenset({"我的工单", "my orders"})
 MY_TASKS_WORDS: Final = frozenset({"待办", "我的待办", "my tasks"})
+LOGIN_WORDS: Final = frozenset({"登录", "login"})
 FORCE_CLOSE_WORDS: Final = frozenset({"强制结单", "force close"})
 YES_WORDS: Final = frozenset({"确认", "是", "是的", "对", "好", "好的", "提交", "ok", "yes", "y"})
 NO_WORDS: Final = frozenset({"否", "不", "不用了", "no", "n"})
@@ -44,6 +46,7 @@ _WORDS: Final[tuple[tuple[frozenset[str], TextTrigger], ...]] = (
     (HELP_WORDS, "help"),
     (MY_ORDERS_WORDS, "my_orders"),
     (MY_TASKS_WORDS, "my_tasks"),
+    (LOGIN_WORDS, "login"),
     (FORCE_CLOSE_WORDS, "force_close"),
     (YES_WORDS, "yes"),
     (NO_WORDS, "no"),

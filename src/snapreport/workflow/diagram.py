@@ -33,6 +33,7 @@ TRIGGER_LABELS: Final[dict[Trigger, str]] = {
     "cancel": "cancel",
     "help": "help",
     "my_orders": "my orders",
+    "login": "login",
     "image": "photo",
     "location": "location event",
     "text": "other text",

@@ -16,7 +16,11 @@ from snapreport.vision.base import PreparedImage
 
 @dataclass(frozen=True, slots=True)
 class TextEvent:
+    """A text. ``verified``: the channel proved who sent it (WeCom's signature, a token, a
+    browser session), as a sign-in link (``登录``) requires."""
+
     text: str
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

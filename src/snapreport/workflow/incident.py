@@ -46,6 +46,7 @@ from snapreport.errors import (
     InvalidInput,
     UnsupportedImageType,
 )
+from snapreport.identity.base import SignInLinkIssuer
 from snapreport.media.base import CheckedImage, MediaStore
 from snapreport.orders.base import MessageKey
 from snapreport.session.engine import SessionEngine
@@ -87,6 +88,7 @@ class _Incoming:
     arg: str = ""
     upload: Upload | None = None
     place: str | None = None
+    verified: bool = False
 
 
 class _Unchanged(Exception):  # rolls the turn back; never leaves this module
@@ -112,6 +114,7 @@ class IncidentAssistant:
         catalog: Sequence[str] = DEFAULT_ALARM_TYPES,
         language: str = DEFAULT_LANGUAGE,
         max_text_chars: int = MAX_TEXT_CHARS,
+        links: SignInLinkIssuer | None = None,
     ) -> None:
         self.engine = engine
         self.max_text_chars = min(max_text_chars, engine.config.max_text_chars)
@@ -122,6 +125,7 @@ class IncidentAssistant:
             texts=load_texts(language),
             catalog=_check_catalog(catalog),
             ttl_seconds=engine.config.ttl_seconds,
+            links=links,
         )
         self._routes = build_routes(TRANSITIONS)
 
@@ -163,7 +167,7 @@ class IncidentAssistant:
             session.clear()
             return Outcome(tuple(Reply(t) for t in (*notices, rejected.reply)), session.state)
         replies = (*notices, *step.replies)
-        for text in replies:
+        for text in (*notices, *(step.replies if step.history is None else step.history)):
             session.history.add_assistant(text)
         return Outcome(tuple(Reply(t) for t in replies), session.state, step.order)
 
@@ -193,6 +197,7 @@ class IncidentAssistant:
             place=incoming.place,
             choices=choices,
             message=message,
+            verified=incoming.verified,
         )
         step = await found.handler(ctx)
         self._check_move(found, source, trigger, step)
@@ -232,7 +237,9 @@ class IncidentAssistant:
             and pick_choice(text, tuple(session.slots.choices)) is not None
         ):
             trigger = "choice"
-        return _Incoming(trigger, (TextPart(text),), text=text, arg=command.arg)
+        return _Incoming(
+            trigger, (TextPart(text),), text=text, arg=command.arg, verified=event.verified
+        )
 
     async def _receive_image(self, event: ImageEvent) -> _Incoming:
         caption = self._check_text(event.caption)

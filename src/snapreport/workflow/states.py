@@ -35,7 +35,14 @@ from snapreport.workflow.handlers.report import (
     submit,
     take_location,
 )
-from snapreport.workflow.handlers.shared import cancel, chat, expiry_notice, my_orders, show_help
+from snapreport.workflow.handlers.shared import (
+    cancel,
+    chat,
+    expiry_notice,
+    my_orders,
+    show_help,
+    sign_in_link,
+)
 from snapreport.workflow.handlers.staff import (
     accept_order,
     my_tasks,
@@ -79,6 +86,7 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     T(ANY,         "transfer",      SAME,           transfer_order),
     T(ANY,         "reject",        SAME,           reject_order),
     T(ANY,         "reopen",        SAME,           reopen_order),
+    T(ANY,         "login",         SAME,           sign_in_link),
     # idle: start a report or a close, or chat
     T("idle",      "image",         W_LOC,          start_report),
     T("idle",      "close",         W_PHOTO,        start_close),

@@ -22,6 +22,7 @@ from snapreport.channels.http.schemas import (
     SessionCleared,
     SessionDetail,
     SessionPageOut,
+    SignedOut,
 )
 from snapreport.channels.http.state import State
 from snapreport.errors import SessionNotFound
@@ -73,6 +74,13 @@ async def clear_session(user_id: UserId, state: State) -> SessionCleared:
     if not await state.app.engine.clear(user_id):
         raise SessionNotFound(f"no session for user {user_id!r}")
     return SessionCleared(user_id=user_id, cleared=True)
+
+
+@router.delete("/api/v1/sign-ins/{user_id}", response_model=SignedOut, responses=_ERRORS)
+async def sign_out_everywhere(user_id: UserId, state: State) -> SignedOut:
+    """End every browser session of a user, on every worker (the person must sign in again)."""
+    await state.app.identity.sessions.revoke_user(user_id)
+    return SignedOut(user_id=user_id, signed_out=True)
 
 
 @router.post(

@@ -25,8 +25,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from snapreport.bootstrap import build
-from snapreport.channels.http import admin, health, messages, orders, outbox, users
+from snapreport.channels.http import admin, health, messages, orders, outbox, signin, users
 from snapreport.channels.http.auth import Tokens
+from snapreport.channels.http.browser import RenewSessionCookie
 from snapreport.channels.http.browser_guard import BrowserGuard
 from snapreport.channels.http.errors import install_error_handlers
 from snapreport.channels.http.idempotency import Idempotency, RateLimiter
@@ -98,6 +99,7 @@ def create_app(
     # inside RequestContext, so a refusal has a request id and an access line
     open_mode = app.state.tokens.open
     app.add_middleware(BrowserGuard, allowed_hosts=settings.allowed_hosts if open_mode else None)
+    app.add_middleware(RenewSessionCookie)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.media.max_bytes * 4 // 3 + _BODY_SLACK_BYTES,
@@ -115,6 +117,7 @@ def create_app(
     )
     app.include_router(users.router)
     app.include_router(outbox.users_router)
+    app.include_router(signin.router)
     app.include_router(admin.router)
     app.include_router(orders.router)
     app.include_router(outbox.admin_router)
@@ -177,6 +180,7 @@ def _lifespan(
                 vision="model" if settings.vision.enabled else "manual",
                 wecom=ctx.wecom is not None,
                 auth="open: no API or admin token set" if tokens.open else "bearer tokens",
+                web_identity=ctx.identity.mode,
             )
             try:
                 yield

@@ -1,5 +1,6 @@
-"""Bearer tokens: ``SNAPREPORT_API_TOKEN`` for messages and user endpoints,
-``SNAPREPORT_ADMIN_TOKEN`` for admin endpoints.
+"""Who is calling, checked in ONE place: bearer tokens (``SNAPREPORT_API_TOKEN`` for messages
+and user endpoints, ``SNAPREPORT_ADMIN_TOKEN`` for admin endpoints) and, for a request without
+an Authorization header, the browser session cookie with its CSRF rule (``browser.py``).
 
 The admin token also opens the user endpoints. When no admin token is set, the API token opens
 the admin endpoints; with neither set, everything is open, which ``check_binding`` allows only
@@ -12,7 +13,11 @@ which roles:
 - the API (service) token: a trusted backend acting for a user it names in the header
   ``X-Acting-User`` (roles from the rules file). Without the header it acts as an admin only
   where the API token opens the admin endpoints (no admin token set); otherwise 401;
-- no tokens set (open, loopback only): the user named by ``X-Acting-User``, or else an admin.
+- no tokens set (open, loopback only): the user named by ``X-Acting-User``, or else an admin;
+- a browser session (no Authorization header): the signed-in person, with their roles.
+
+The message, user and admin endpoints use ``require_api``/``require_admin`` (by scope); the
+Staff API uses ``CurrentCaller``. Both take a session cookie first when no token is sent.
 """
 
 from __future__ import annotations
@@ -24,14 +29,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from snapreport.channels.http.browser import browser_session
+from snapreport.channels.http.schemas import USER_ID_PATTERN
 from snapreport.channels.http.state import get_state
 from snapreport.config import Settings
 from snapreport.dispatch.roles import Roles, admin_roles
 from snapreport.dispatch.rules import Rules
-from snapreport.errors import ConfigurationError, InvalidUserId, Unauthorized
+from snapreport.errors import (
+    ConfigurationError,
+    Forbidden,
+    InvalidUserId,
+    Unauthorized,
+    UserMismatch,
+)
 
 Scope = Literal["api", "admin"]
 Via = Literal["admin_token", "service_token", "cookie", "open"]
@@ -122,16 +135,6 @@ def presents_admin_token(request: Request) -> bool:
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 
 
-async def require_api(request: Request, _: Bearer) -> None:
-    """Dependency of the message and user endpoints."""
-    check_token(request, "api")
-
-
-async def require_admin(request: Request, _: Bearer) -> None:
-    """Dependency of the admin endpoints."""
-    check_token(request, "admin")
-
-
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who is acting on the Staff API, with which roles, proven how."""
@@ -164,13 +167,74 @@ def resolve_caller(tokens: Tokens, rules: Rules, headers: Mapping[str, str]) -> 
     raise Unauthorized("missing or unknown bearer token (Authorization: Bearer <token>)")
 
 
+async def session_caller(request: Request) -> Caller | None:
+    """The signed-in person of a request without an Authorization header, or None. The
+    session (with its CSRF rule) is checked here; it is also left in
+    ``request.state.browser_session``."""
+    request.state.browser_session = None
+    if request.headers.get("authorization") is not None:
+        return None
+    app = get_state(request).app
+    tokens: Tokens = request.app.state.tokens
+    session = await browser_session(request.scope, app.identity, open_service=tokens.open)
+    if session is None:
+        return None
+    request.state.browser_session = session
+    return Caller(session.user_id, app.rules.roles_of(session.user_id), "cookie")
+
+
 async def current_caller(request: Request, _: Bearer) -> Caller:
     """Dependency of the Staff API: the ``Caller`` of this request."""
+    signed_in = await session_caller(request)
+    if signed_in is not None:
+        return signed_in
     rules = get_state(request).app.rules
     return resolve_caller(request.app.state.tokens, rules, request.headers)
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+async def authenticate(request: Request, scope: Scope) -> Caller:
+    """The credential check of the message, user and admin endpoints: the session cookie when
+    no token is sent (an admin's, for ``admin``), else a token for ``scope`` (open: none)."""
+    signed_in = await session_caller(request)
+    if signed_in is not None:
+        if scope == "admin" and not signed_in.roles.admin:
+            raise Forbidden(f"signed in as {signed_in.user_id!r}, who is not an admin")
+        return signed_in
+    tokens: Tokens = request.app.state.tokens
+    authorization = request.headers.get("authorization")
+    tokens.check(scope, authorization)
+    which = tokens.presented(authorization)
+    if which == "admin" or tokens.open:
+        return Caller("admin", admin_roles(), "admin_token" if which == "admin" else "open")
+    # a trusted backend: it names the user it speaks for; an admin only where it opens the
+    # admin endpoints (no admin token set)
+    roles = admin_roles("service") if not tokens.admin else Roles("service")
+    return Caller("service", roles, "service_token")
+
+
+async def require_api(request: Request, _: Bearer) -> Caller:
+    """Dependency of the message and user endpoints: a token, or a browser session."""
+    return await authenticate(request, "api")
+
+
+async def require_admin(request: Request, _: Bearer) -> Caller:
+    """Dependency of the admin endpoints: the admin token, or an admin's browser session."""
+    return await authenticate(request, "admin")
+
+
+ApiCaller = Annotated[Caller, Depends(require_api)]
+
+
+async def own_user_only(
+    caller: ApiCaller, user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]
+) -> None:
+    """Dependency of ``/api/v1/users/{user_id}/...``: a signed-in person reads only their own
+    (dispatchers and admins anyone's); tokens and the open service as before."""
+    if caller.via == "cookie" and caller.user_id != user_id and not caller.roles.everywhere:
+        raise UserMismatch(f"signed in as {caller.user_id!r}, not {user_id!r}")
 
 
 def is_loopback(host: str) -> bool:

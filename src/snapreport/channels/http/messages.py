@@ -13,7 +13,7 @@ text as its label when it has none), else the text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from snapreport.channels.http.auth import Tokens
+from snapreport.channels.http.browser import browser_session
 from snapreport.channels.http.errors import describe_validation
 from snapreport.channels.http.images import decode_base64
 from snapreport.channels.http.render import order_out
@@ -44,7 +45,9 @@ from snapreport.errors import (
     InvalidRequest,
     MalformedJson,
     UnsupportedMediaType,
+    UserMismatch,
 )
+from snapreport.identity.sessions import BrowserSession
 from snapreport.logs import bind
 from snapreport.workflow.events import (
     Event,
@@ -60,12 +63,12 @@ _JSON = "application/json"
 CHANNEL = "api"  # orders written by a message of this API are keyed ("api", user, message_id)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 413, 415, 422, 429, 503)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 413, 415, 422, 429, 503)
 }
 
 
 class _FormFields(BaseModel):
-    user_id: str = Field(pattern=USER_ID_PATTERN)
+    user_id: str | None = Field(None, pattern=USER_ID_PATTERN)
     message_id: str | None = Field(None, pattern=MESSAGE_ID_PATTERN)
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
@@ -83,7 +86,7 @@ class _Photo:
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
-    user_id: str
+    user_id: str | None
     message_id: str | None
     event: Event | _Photo
 
@@ -123,18 +126,27 @@ async def _answer_request(scope: Scope, receive: Receive) -> bytes:
     state = get_app_state(app)
     content_type, authorization = _headers(scope)
     tokens: Tokens = app.state.tokens
-    tokens.check("api", authorization)
+    session = None
+    if authorization is None:
+        session = await browser_session(scope, state.app.identity, open_service=tokens.open)
+    if session is None:
+        tokens.check("api", authorization)
     parsed = await _read(scope, receive, content_type, state)
-    scope.setdefault("state", {})["user_id"] = parsed.user_id  # for the access line
-    bind(user_id=parsed.user_id)
+    user_id = _speaker(parsed.user_id, session)
+    if isinstance(parsed.event, TextEvent):
+        # proven: a session, or a token (the open service proves nothing)
+        proven = session is not None or tokens.presented(authorization) is not None
+        parsed = replace(parsed, event=replace(parsed.event, verified=proven))
+    scope.setdefault("state", {})["user_id"] = user_id  # for the access line
+    bind(user_id=user_id)
     if parsed.message_id is None:
-        await state.limiter.hit(parsed.user_id)
-        return await _turn(state, parsed)
+        await state.limiter.hit(user_id)
+        return await _turn(state, user_id, parsed)
     answer, duplicate = await state.idempotency.run(
-        parsed.user_id,
+        user_id,
         parsed.message_id,
-        lambda: _turn(state, parsed),
-        admit=lambda: state.limiter.hit(parsed.user_id),
+        lambda: _turn(state, user_id, parsed),
+        admit=lambda: state.limiter.hit(user_id),
     )
     if duplicate:
         state.metrics.duplicates.inc()
@@ -188,7 +200,21 @@ def _as_duplicate(body: bytes) -> bytes:
     return _encode({**_decode(body), "duplicate": True})
 
 
-async def _turn(state: HttpState, parsed: _Parsed) -> bytes:
+def _speaker(declared: str | None, session: BrowserSession | None) -> str:
+    """Who speaks: the signed-in user (a body naming someone else is refused), else the
+    ``user_id`` the body declares (a trusted backend's token, or an open service)."""
+    if session is not None:
+        if declared is not None and declared != session.user_id:
+            raise UserMismatch(
+                f"signed in as {session.user_id!r}; a message cannot speak for {declared!r}"
+            )
+        return session.user_id
+    if declared is None:
+        raise InvalidRequest("user_id: required (or sign in, and the session's user speaks)")
+    return declared
+
+
+async def _turn(state: HttpState, user_id: str, parsed: _Parsed) -> bytes:
     event = parsed.event
     if isinstance(event, _Photo):
         checked = await state.decoder.check(event.data)
@@ -199,7 +225,7 @@ async def _turn(state: HttpState, parsed: _Parsed) -> bytes:
             preview=checked.preview,
         )
     origin = None if parsed.message_id is None else Origin(CHANNEL, parsed.message_id)
-    outcome = await state.app.assistant.handle(parsed.user_id, event, origin)
+    outcome = await state.app.assistant.handle(user_id, event, origin)
     state.metrics.turn(outcome.state)
     return _encode(_answer(parsed.message_id, outcome))
 

@@ -32,6 +32,7 @@ REQUEST_ID_HEADER: Final = "x-request-id"
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 _MAX_OBSERVERS: Final = 256
+_LINK_PATH: Final = "/auth/link/"
 
 
 class RequestContext:
@@ -96,7 +97,7 @@ class RequestContext:
                 log.info(
                     "request",
                     method=scope["method"],
-                    path=path,
+                    path=_loggable(path),
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                     user_id=scope.get("state", {}).get("user_id"),
@@ -150,6 +151,13 @@ class RequestContext:
             return message
 
         return capped
+
+
+def _loggable(path: str) -> str:
+    """The path as the access line shows it: a sign-in link's token is a secret."""
+    if path.startswith(_LINK_PATH):
+        return f"{_LINK_PATH}…"
+    return path
 
 
 def _request_id(scope: Scope) -> str:

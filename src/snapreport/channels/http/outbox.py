@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from snapreport.channels.http.auth import require_admin, require_api
+from snapreport.channels.http.auth import own_user_only, require_admin
 from snapreport.channels.http.schemas import (
     USER_ID_PATTERN,
     DeadLetterOut,
@@ -23,7 +23,7 @@ from snapreport.channels.http.schemas import (
 from snapreport.channels.http.state import State
 from snapreport.errors import InvalidRequest, NotFound
 
-users_router = APIRouter(dependencies=[Depends(require_api)], tags=["users"])
+users_router = APIRouter(dependencies=[Depends(own_user_only)], tags=["users"])
 admin_router = APIRouter(dependencies=[Depends(require_admin)], tags=["admin"])
 
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN)]

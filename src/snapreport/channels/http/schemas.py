@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from snapreport.session.model import USER_ID_PATTERN as USER_ID_PATTERN  # the one rule
 
@@ -34,12 +34,20 @@ class LocationIn(BaseModel):
     label: str = Field("", max_length=MAX_LABEL_CHARS)
 
 
+_USER_ID_DOC = (
+    "Required with a bearer token or on an open service. With a browser session (cookie) the "
+    "session's user speaks: leave it out, or send that same id (another one is 403)."
+)
+
+
 class MessageIn(BaseModel):
     """One user message: at least one of ``text``, ``image`` and ``location``."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"user_id": "zhangsan", "message_id": "m-1", "text": "3号楼东侧楼梯间"}],
+            # as a bearer token or an open service needs it (a browser session may leave it out)
+            "required": ["user_id"],
             # at least one of them, and not null
             "anyOf": [
                 {"required": ["text"], "properties": {"text": {"type": "string"}}},
@@ -49,7 +57,10 @@ class MessageIn(BaseModel):
         }
     )
 
-    user_id: str = Field(pattern=USER_ID_PATTERN)
+    user_id: Annotated[
+        str | None,
+        WithJsonSchema({"type": "string", "pattern": USER_ID_PATTERN}),
+    ] = Field(None, pattern=USER_ID_PATTERN, description=_USER_ID_DOC)
     message_id: str | None = Field(None, pattern=MESSAGE_ID_PATTERN)
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     image: ImageIn | None = None
@@ -75,7 +86,7 @@ class MessageForm(BaseModel):
         }
     )
 
-    user_id: str = Field(pattern=USER_ID_PATTERN)
+    user_id: str = Field(pattern=USER_ID_PATTERN, description=_USER_ID_DOC)
     message_id: str = Field("", pattern=MESSAGE_ID_PATTERN)
     text: str = Field("", min_length=1, max_length=MAX_TEXT_CHARS)
     image: bytes = Field(b"", json_schema_extra={"format": "binary"})
@@ -215,6 +226,11 @@ class SessionDetail(BaseModel):
 class SessionCleared(BaseModel):
     user_id: str
     cleared: bool
+
+
+class SignedOut(BaseModel):
+    user_id: str
+    signed_out: bool
 
 
 class UserSession(BaseModel):

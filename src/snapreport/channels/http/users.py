@@ -1,4 +1,5 @@
-"""User endpoints for the web page (API token): a user's orders, their photos, their session.
+"""User endpoints for the web page (API token, or the user's own browser session): a user's
+orders, their photos, their session.
 
 A user may fetch only the photos of their own orders (reported by or assigned to them) and
 those their live session refers to; any other key answers 404, as if it did not exist. Photos
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
-from snapreport.channels.http.auth import require_api
+from snapreport.channels.http.auth import own_user_only
 from snapreport.channels.http.photos import photo_response
 from snapreport.channels.http.render import order_out, session_media_keys, user_media_url
 from snapreport.channels.http.schemas import USER_ID_PATTERN, ErrorOut, OrderList, UserSession
@@ -20,14 +21,15 @@ from snapreport.channels.http.state import HttpState, State
 from snapreport.errors import MediaNotFound
 from snapreport.media.validation import check_key
 
-router = APIRouter(dependencies=[Depends(require_api)], tags=["users"])
-
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN)]
+
+
+router = APIRouter(dependencies=[Depends(own_user_only)], tags=["users"])
 MediaKey = Annotated[str, Path(min_length=1, max_length=100)]
 MAX_ORDERS = 1000
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 422, 503)
 }
 
 

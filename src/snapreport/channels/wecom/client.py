@@ -1,4 +1,5 @@
-"""``WeComClient``: gettoken, media/get and message/send over httpx, with a shared token cache.
+"""``WeComClient``: gettoken, media/get, message/send and auth/getuserinfo over httpx, with a
+shared token cache.
 
 The access_token is cached in the ``KeyValueStore`` under one key per application, so every
 worker that shares the store shares the token. One caller at a time refreshes it: in a process
@@ -21,6 +22,7 @@ import httpx
 from snapreport.errors import (
     ImageTooLarge,
     MediaNotFound,
+    SignInRefused,
     UnsupportedImageType,
     WeComUnavailable,
 )
@@ -32,6 +34,8 @@ log = get_logger(__name__)
 
 TOKEN_ERRCODES: Final = frozenset({40014, 42001})
 MEDIA_NOT_FOUND_ERRCODES: Final = frozenset({40007})
+# invalid code; code already used or expired
+SIGNIN_CODE_ERRCODES: Final = frozenset({40029, 40163})
 MAX_TEXT_BYTES: Final = 2048
 MAX_CARD_TITLE_BYTES: Final = 128
 MAX_CARD_DESCRIPTION_BYTES: Final = 512
@@ -188,6 +192,30 @@ class WeComClient:
                 log.warning("message/send: WeCom reports the recipient as invalid")
 
         await self._with_token(call)
+
+    async def user_of_code(self, code: str) -> str:
+        """The member a web sign-in ``code`` belongs to (``auth/getuserinfo``); a code WeCom
+        refuses, or a visitor who is not a member (``openid`` instead of ``userid``), is
+        ``SignInRefused``."""
+
+        async def call(token: str) -> str:
+            response = await self._request(
+                "GET", "/cgi-bin/auth/getuserinfo", params={"access_token": token, "code": code}
+            )
+            body = _json(response.content, "auth/getuserinfo")
+            errcode = body.get("errcode", 0)
+            if errcode in TOKEN_ERRCODES:
+                raise _TokenRejected
+            if errcode in SIGNIN_CODE_ERRCODES:
+                raise SignInRefused("WeCom did not accept the sign-in code; sign in again")
+            if errcode != 0:
+                raise WeComUnavailable(f"auth/getuserinfo failed: {_describe(body)}")
+            user_id = body.get("userid")
+            if not isinstance(user_id, str) or not user_id:
+                raise SignInRefused("only members of this WeCom organisation can sign in")
+            return user_id
+
+        return await self._with_token(call)
 
     async def media_get(self, media_id: str) -> tuple[bytes, str]:
         """The bytes and Content-Type of an uploaded image. Success or failure is decided by

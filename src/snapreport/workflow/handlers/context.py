@@ -14,6 +14,7 @@ from typing import Final
 
 from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.errors import VisionUnavailable
+from snapreport.identity.base import SignInLinkIssuer
 from snapreport.logs import get_logger
 from snapreport.media.base import MediaStore, StoredImage
 from snapreport.orders.base import MessageKey, Order
@@ -41,6 +42,7 @@ class Services:
     texts: Texts
     catalog: tuple[str, ...]
     ttl_seconds: float
+    links: SignInLinkIssuer | None = None  # None: this assistant issues no sign-in links
 
     @property
     def language(self) -> str:
@@ -73,6 +75,7 @@ class Context:
     place: str | None = None  # a location event, as the location slot would keep it
     choices: tuple[str, ...] = ()  # the numbered list the previous reply offered, if any
     message: MessageKey | None = None  # keys the orders this message writes (exactly once)
+    verified: bool = False  # the channel proved who is speaking (see TextEvent)
 
     @property
     def user_id(self) -> str:
@@ -106,6 +109,8 @@ class Step:
     target: State
     replies: tuple[str, ...]
     order: Order | None = None
+    # what the history keeps instead of ``replies`` (a secret, like a sign-in link, stays out)
+    history: tuple[str, ...] | None = None
 
 
 Handler = Callable[[Context], Awaitable[Step]]

@@ -76,6 +76,20 @@ def _order_list(ctx: Context, orders: Sequence[Order]) -> str:
     return "\n".join(lines)
 
 
+async def sign_in_link(ctx: Context) -> Step:
+    """``登录`` / ``login``: a one-time link that signs the sender in on the web page, sent
+    only where the channel proved who is speaking. The link is a secret: the history keeps a
+    note that it was sent, never the link."""
+    ctx.keep_choices()
+    links = ctx.services.links
+    if not ctx.verified or links is None:
+        return Step(ctx.state, (ctx.say("login.refused"),))
+    link = await links.issue(ctx.user_id)
+    minutes = f"{links.ttl_seconds / 60:g}"
+    reply = ctx.say("login.link", link=link, minutes=minutes)
+    return Step(ctx.state, (reply,), history=(ctx.say("login.sent"),))
+
+
 async def chat(ctx: Context) -> Step:
     """Any other text in idle: a short answer from the model, or the help without one."""
     services = ctx.services

@@ -21,21 +21,27 @@ export function newMessageId() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-/** The bearer header for `token`, or none. */
-export function authHeaders(token) {
-  return token ? { Authorization: `Bearer ${token}` } : {};
+/** The CSRF header a signed-in request that changes something must carry, or none. */
+export function csrfHeaders(csrf, method = "GET") {
+  return csrf && !["GET", "HEAD", "OPTIONS"].includes(method) ? { "X-CSRF-Token": csrf } : {};
 }
 
 /**
  * Fetch `path` (relative to the page) and return its JSON body; throw `ApiError` otherwise.
+ * The session cookie goes along by itself (same origin); `csrf` is the session's token.
  * `messages.network` and `messages.httpError` word the failures that carry no error body.
  */
-export async function callApi(path, { token, messages, ...options }) {
+export async function callApi(path, { csrf, messages, ...options }) {
   let response;
   try {
     response = await fetch(path, {
       ...options,
-      headers: { Accept: "application/json", ...authHeaders(token), ...(options.headers || {}) },
+      credentials: "same-origin",
+      headers: {
+        Accept: "application/json",
+        ...csrfHeaders(csrf, options.method),
+        ...(options.headers || {}),
+      },
     });
   } catch {
     throw new ApiError("", messages.network, 0);
@@ -46,6 +52,7 @@ export async function callApi(path, { token, messages, ...options }) {
   } catch {
     body = null;
   }
+  if (response.status === 204) return {};
   if (!response.ok) {
     const error = body && typeof body.error === "object" ? body.error : null;
     throw new ApiError(

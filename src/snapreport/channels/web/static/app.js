@@ -1,7 +1,7 @@
 // The snapreport web chat: one page over the HTTP API (POST api/v1/messages and friends).
 // Plain ES modules, no build step. Every text from the server is rendered with textContent.
 
-import { ApiError, authHeaders, callApi, newMessageId } from "./api.js";
+import { ApiError, callApi, newMessageId } from "./api.js";
 import { NotificationFeed } from "./notifications.js";
 import { format, pickTexts } from "./texts.js";
 
@@ -12,7 +12,6 @@ const USER_ID_PATTERN = new RegExp(
 );
 const STORAGE = {
   userId: "snapreport.userId",
-  token: "snapreport.token",
   notifications: "snapreport.notificationsSeen",
 };
 
@@ -30,8 +29,12 @@ const $ = (id) => document.getElementById(id);
 const el = {
   badge: $("state-badge"),
   userId: $("user-id"),
-  token: $("api-token"),
-  settings: $("settings"),
+  declared: $("declared"),
+  signedIn: $("signed-in"),
+  signedInAs: $("signed-in-as"),
+  logout: $("logout-button"),
+  signIn: $("signin"),
+  signInWeCom: $("signin-wecom"),
   chat: $("chat"),
   transcript: $("transcript"),
   welcome: $("welcome"),
@@ -59,16 +62,16 @@ const app = {
   closePhotoRejected: false,
   queue: Promise.resolve(),
   thumbnailUrls: [],
+  // "declared" (the page names its user: an open service on loopback) or "signin"
+  mode: "signin",
+  // the signed-in user: {user_id, roles, teams, csrf_token}, or null
+  me: null,
 };
 
 // ---------------------------------------------------------------- small helpers
 
 function userId() {
-  return el.userId.value.trim();
-}
-
-function token() {
-  return el.token.value.trim();
+  return app.me ? app.me.user_id : el.userId.value.trim();
 }
 
 function timeLabel(date = new Date()) {
@@ -103,9 +106,9 @@ function showError(error) {
   let text;
   if (error instanceof ApiError) {
     text = error.code ? `${error.message} (${error.code})` : error.message;
-    if (error.status === 401) {
-      text = `${T.unauthorized} — ${text}`;
-      el.settings.open = true;
+    if (error.status === 401 && app.mode === "signin") {
+      text = T.unauthorized;
+      showSignIn();
     }
   } else {
     text = String(error?.message ?? error);
@@ -120,7 +123,7 @@ function clearError() {
 }
 
 function api(path, options = {}) {
-  return callApi(path, { ...options, token: token(), messages: T });
+  return callApi(path, { ...options, csrf: app.me?.csrf_token, messages: T });
 }
 
 function userPath(suffix) {
@@ -301,15 +304,17 @@ function enqueue(message) {
 }
 
 function buildRequest(attempt) {
+  // signed in, the session says who speaks; declared, the page does
+  const declared = app.me ? {} : { user_id: attempt.userId };
   if (attempt.file) {
     const form = new FormData();
-    form.append("user_id", attempt.userId);
+    if (declared.user_id) form.append("user_id", declared.user_id);
     form.append("message_id", attempt.messageId);
     if (attempt.text) form.append("text", attempt.text);
     form.append("image", attempt.file, attempt.file.name || "photo");
     return { method: "POST", body: form };
   }
-  const payload = { user_id: attempt.userId, message_id: attempt.messageId };
+  const payload = { ...declared, message_id: attempt.messageId };
   if (attempt.text) payload.text = attempt.text;
   if (attempt.location) payload.location = attempt.location;
   return {
@@ -326,8 +331,6 @@ async function deliver(attempt) {
     const body = await api("api/v1/messages", buildRequest(attempt));
     setBubbleStatus(attempt.bubble, "sent");
     typing.remove();
-    // the token worked: give the room back to the conversation
-    if (el.token.value.trim()) el.settings.open = false;
     for (const reply of body.replies ?? []) {
       if (reply.text) addAssistantBubble(reply.text);
     }
@@ -406,8 +409,8 @@ function formatDate(value) {
 
 async function loadThumbnail(img, url, number) {
   try {
-    // fetched rather than linked so a bearer token can go along
-    const response = await fetch(url, { headers: authHeaders(token()) });
+    // fetched rather than linked, so a failure shows no broken image
+    const response = await fetch(url, { credentials: "same-origin" });
     if (!response.ok) return;
     const objectUrl = URL.createObjectURL(await response.blob());
     app.thumbnailUrls.push(objectUrl);
@@ -538,11 +541,93 @@ function wireDragAndDrop() {
   });
 }
 
-function init() {
-  applyTexts();
+// ---------------------------------------------------------------- identity
+
+function showSignIn() {
+  app.me = null;
+  document.body.dataset.identity = "signin";
+  el.declared.hidden = true;
+  el.signedIn.hidden = true;
+  el.signIn.hidden = false;
+  el.chat.hidden = true;
+  el.ordersToggle.hidden = true;
+  el.ordersPanel.hidden = true;
+  el.badge.hidden = true;
+  notifications.watch("");
+  setOrdersOpen(false);
+}
+
+function showSignedIn() {
+  document.body.dataset.identity = "signed-in";
+  el.declared.hidden = true;
+  el.signIn.hidden = true;
+  el.signedIn.hidden = false;
+  el.signedInAs.textContent = format(T.signedInAs, { id: app.me.user_id });
+  el.chat.hidden = false;
+  el.ordersToggle.hidden = false;
+  el.ordersPanel.hidden = false;
+  el.badge.hidden = false;
+}
+
+function showDeclared() {
+  document.body.dataset.identity = "declared";
+  el.signIn.hidden = true;
+  el.signedIn.hidden = true;
+  el.declared.hidden = false;
+  el.chat.hidden = false;
+  el.ordersToggle.hidden = false;
+  el.ordersPanel.hidden = false;
+  el.badge.hidden = false;
   el.userId.value = localStorage.getItem(STORAGE.userId) ?? "";
-  el.token.value = localStorage.getItem(STORAGE.token) ?? "";
+}
+
+/** Who this page speaks for: the signed-in user, a declared id, or nobody yet. */
+async function identify() {
+  let options = { identity: "signin", wecom: false };
+  try {
+    options = await callApi("auth/options", { messages: T });
+  } catch {
+    // an older server: it only knows declared ids
+    options = { identity: "declared", wecom: false };
+  }
+  app.mode = options.identity;
+  el.signInWeCom.hidden = !options.wecom;
+  el.signInWeCom.href = `auth/wecom/login?next=${encodeURIComponent(location.pathname)}`;
+  try {
+    app.me = await callApi("api/v1/me", { messages: T });
+  } catch {
+    app.me = null;
+  }
+  if (app.me) showSignedIn();
+  else if (app.mode === "declared") showDeclared();
+  else showSignIn();
+}
+
+async function logout() {
+  clearError();
+  try {
+    await api("auth/logout", { method: "POST" });
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  el.transcript.querySelectorAll(".bubble, .note").forEach((node) => node.remove());
+  el.welcome.hidden = false;
+  el.ordersList.replaceChildren();
   setState("idle");
+  if (app.mode === "declared") {
+    app.me = null;
+    showDeclared();
+  } else {
+    showSignIn();
+  }
+  addNote(T.signedOut);
+}
+
+async function init() {
+  applyTexts();
+  setState("idle");
+  await identify();
 
   el.userId.addEventListener("change", onUserChanged);
   $("identity").addEventListener("submit", (event) => event.preventDefault());
@@ -553,12 +638,7 @@ function init() {
       el.message.focus();
     }
   });
-  el.token.addEventListener("change", () => {
-    const token = el.token.value.trim();
-    if (token) localStorage.setItem(STORAGE.token, token);
-    else localStorage.removeItem(STORAGE.token);
-    refreshOrders();
-  });
+  el.logout.addEventListener("click", logout);
 
   el.composer.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -609,12 +689,12 @@ function init() {
   });
   wireDragAndDrop();
 
-  if (USER_ID_PATTERN.test(userId())) {
+  if (!el.chat.hidden && USER_ID_PATTERN.test(userId())) {
     refreshSession();
     refreshOrders();
     notifications.watch(userId());
     el.message.focus();
-  } else {
+  } else if (!el.declared.hidden) {
     el.ordersStatus.textContent = T.ordersNeedUser;
     el.userId.focus();
   }

@@ -1,0 +1,1 @@
+"""Who is speaking: browser sessions, WeCom OAuth sign-in, one-time sign-in links."""
