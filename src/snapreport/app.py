@@ -17,6 +17,7 @@ from snapreport.orders.base import OrderRepository
 from snapreport.outbox.base import NotificationStore, OutboxStore
 from snapreport.session.engine import SessionEngine
 from snapreport.vision.base import VisionModel
+from snapreport.webhooks.base import WebhookStore
 from snapreport.workflow.incident import IncidentAssistant
 
 
@@ -43,4 +44,5 @@ class App:
     notifications: NotificationStore
     open311: Open311Parts
     identity: Identity
+    webhooks: WebhookStore
     wecom: Channel | None = None

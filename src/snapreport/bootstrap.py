@@ -315,17 +315,39 @@ async def start_outbox(
     from snapreport.outbox.senders.inapp import WECOM_TOPIC, OrderNotifier
     from snapreport.outbox.sqlalchemy import OutboxNudge, SqlOutboxStore
     from snapreport.outbox.worker import OutboxWorker, WorkerConfig, route_table
+    from snapreport.webhooks.base import DELIVER_TOPIC
+    from snapreport.webhooks.fanout import fan_out
+    from snapreport.webhooks.sender import WebhookSender, build_client
+    from snapreport.webhooks.targets import TargetCheck
 
     s = app.settings
     o = s.outbox
     store = SqlOutboxStore(engine, clock=clock)
+    webhook_client = build_client()
+    stack.push_async_callback(webhook_client.aclose)
     handlers: list[tuple[str, OutboxHandler]] = [
         # every member, lead and dispatcher of the rules file is a WeCom user (API.md)
         (
             "order.",
-            OrderNotifier(store.sessions, wecom=s.wecom.enabled, staff_on_wecom=app.rules.staff()),
+            OrderNotifier(
+                store.sessions,
+                wecom=s.wecom.enabled,
+                staff_on_wecom=app.rules.staff(),
+                also=[fan_out],
+                clock=clock,
+            ),
         ),
         (SLA_TOPIC, sla_handler(app.dispatch)),
+        (
+            DELIVER_TOPIC,
+            WebhookSender(
+                store.sessions,
+                TargetCheck(allow_private=s.webhooks.allow_private),
+                webhook_client,
+                timeout_seconds=s.webhooks.timeout_seconds,
+                clock=clock,
+            ),
+        ),
     ]
     if s.wecom.enabled:
         handlers.append((WECOM_TOPIC, await _wecom_notifier(app, stack)))
@@ -419,6 +441,8 @@ async def build(
         stack.push_async_callback(media.aclose)
         from snapreport.outbox.notifications import SqlNotifications
         from snapreport.outbox.sqlalchemy import SqlOutboxStore
+        from snapreport.webhooks.store import SqlWebhooks
+        from snapreport.webhooks.targets import TargetCheck
 
         orders = await build_orders(settings, clock)
         stack.push_async_callback(orders.aclose)
@@ -453,6 +477,12 @@ async def build(
             notifications=SqlNotifications(orders.engine),
             open311=build_open311(settings),
             identity=identity,
+            webhooks=SqlWebhooks(
+                orders.engine,
+                TargetCheck(allow_private=settings.webhooks.allow_private),
+                max_endpoints=settings.webhooks.max_endpoints,
+                clock=clock,
+            ),
         )
         if channels and settings.wecom.enabled:
             await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)

@@ -229,6 +229,14 @@ class OutboxSettings(BaseModel):
         return self
 
 
+class WebhooksSettings(BaseModel):
+    """Outgoing webhooks (docs/integrations.md)."""
+
+    allow_private: bool = False  # targets on private, loopback, link-local addresses
+    timeout_seconds: float = Field(15.0, gt=0, le=60)
+    max_endpoints: int = Field(100, ge=1, le=1000)
+
+
 class Settings(BaseSettings):
     """Every setting snapreport reads. See docs/configuration.md."""
 
@@ -248,6 +256,7 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = DispatchSettings()
     outbox: OutboxSettings = OutboxSettings()
     web: WebSettings = WebSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     # the address people reach the service at (https://snap.example.com): the base of links
     # (notifications, sign-in) and of WeCom's redirect back; https makes the cookie Secure
     public_url: str = Field(
@@ -278,3 +287,13 @@ class Settings(BaseSettings):
                     'scheme or port, IPv6 in brackets, e.g. ["localhost","127.0.0.1","[::1]"]'
                 )
         return names
+
+    @model_validator(mode="after")
+    def _webhook_timeout_fits(self) -> Settings:
+        if self.webhooks.timeout_seconds >= self.outbox.handler_timeout_seconds:
+            raise ValueError(
+                "SNAPREPORT_WEBHOOKS__TIMEOUT_SECONDS must be below "
+                "SNAPREPORT_OUTBOX__HANDLER_TIMEOUT_SECONDS (a send still waiting when the "
+                "handler times out would be retried while it may still arrive)"
+            )
+        return self

@@ -25,7 +25,8 @@ HTTP statuses in one place, by ``code`` and ``http_status``.
     │   ├── HostNotAllowed               open service: a Host header not allowed
     │   ├── InvalidSignature             403  (WeCom: signature or ciphertext rejected)
     │   ├── SignInStateInvalid           a WeCom sign-in ``state`` forged, expired or replayed
-    │   └── SignInLinkInvalid            a sign-in link unknown, expired or already used
+    │   ├── SignInLinkInvalid            a sign-in link unknown, expired or already used
+    │   └── WebhookUrlRefused            a webhook target we will not send to (``reason``)
     ├── Unauthorized                     401
     │   └── NotSignedIn                  no live browser session
     ├── Forbidden                        403
@@ -41,7 +42,8 @@ HTTP statuses in one place, by ``code`` and ``http_status``.
     │   ├── SessionNotFound
     │   ├── OrderNotFound
     │   ├── MediaNotFound
-    │   └── UnknownService               Open311: a service_code not in the catalog
+    │   ├── UnknownService               Open311: a service_code not in the catalog
+    │   └── WebhookNotFound              no such webhook (or delivery of it)
     ├── Conflict                         409
     │   ├── OrderStateConflict           the order's status does not allow the change
     │   │   ├── OrderAlreadyClosed
@@ -163,6 +165,17 @@ class InvalidSignature(InvalidInput):
     http_status = 403
 
 
+class WebhookUrlRefused(InvalidInput):
+    """A webhook target snapreport will not send to; ``reason`` names the rule (scheme,
+    private_address, unresolvable, ...)."""
+
+    code = "webhook_url_refused"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class Unauthorized(SnapreportError):
     code = "unauthorized"
     http_status = 401
@@ -245,6 +258,10 @@ class UnknownService(NotFound):
 
 class MediaNotFound(NotFound):
     code = "media_not_found"
+
+
+class WebhookNotFound(NotFound):
+    code = "webhook_not_found"
 
 
 class Conflict(SnapreportError):

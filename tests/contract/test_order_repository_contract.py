@@ -32,6 +32,7 @@ from snapreport.orders.migrations import VERSION_TABLE, current_revision, head_r
 from snapreport.orders.repository import SqlOrderRepository
 from snapreport.orders.tables import Base
 from snapreport.outbox import tables as outbox_tables
+from snapreport.webhooks import tables as webhook_tables
 from snapreport.workflow.texts import load_texts
 from tests.harness.clock import FakeClock
 from tests.harness.postgres_server import fresh_database, start_postgres
@@ -143,6 +144,7 @@ class TestOrderRepositoryContract:
                 connection, opts={"version_table": VERSION_TABLE, "compare_type": True}
             )
             assert outbox_tables.OutboxRow.metadata is Base.metadata
+            assert webhook_tables.WebhookEndpointRow.metadata is Base.metadata
             return list(compare_metadata(context, Base.metadata))
 
         assert await run_sync_on(orders_url, differences) == []

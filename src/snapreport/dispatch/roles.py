@@ -208,6 +208,13 @@ def check_transfer_target(
         )
 
 
+def check_admin(roles: Roles, what: str) -> None:
+    """Raise ``NotPermitted`` unless the user is an admin (the admin token, or the rules
+    file's ``admins``); ``what`` names the thing only admins do."""
+    if not roles.admin:
+        raise NotPermitted(f"only an admin can {what}", reason="not_admin")
+
+
 def _refuse(action: Action, reason: str, message: str) -> None:
     if action == "close":
         raise NotOrderOwner(message, reason=reason)

@@ -25,7 +25,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from snapreport.bootstrap import build
-from snapreport.channels.http import admin, health, messages, orders, outbox, signin, users
+from snapreport.channels.http import (
+    admin,
+    health,
+    messages,
+    orders,
+    outbox,
+    signin,
+    users,
+    webhooks,
+)
 from snapreport.channels.http.auth import Tokens
 from snapreport.channels.http.browser import RenewSessionCookie
 from snapreport.channels.http.browser_guard import BrowserGuard
@@ -33,7 +42,7 @@ from snapreport.channels.http.errors import install_error_handlers
 from snapreport.channels.http.idempotency import Idempotency, RateLimiter
 from snapreport.channels.http.images import Decoder
 from snapreport.channels.http.middleware import RequestContext
-from snapreport.channels.http.schemas import MessageForm, MessageIn, NewOrderIn
+from snapreport.channels.http.schemas import MessageForm, MessageIn, NewOrderIn, WebhookIn
 from snapreport.channels.http.state import HttpState, get_app_state
 from snapreport.channels.open311.routes import PREFIX, create_open311_app
 from snapreport.channels.wecom import callback as wecom_callback
@@ -121,6 +130,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(orders.router)
     app.include_router(outbox.admin_router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     # always mounted: it answers 404 wecom_not_configured when WeCom is not configured
     app.include_router(wecom_callback.router)
@@ -232,7 +242,7 @@ def _serve_web_page(app: FastAPI) -> None:
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The generated schema, plus the bodies the endpoints parse by hand (the two of
-    POST /api/v1/messages, and POST /api/v1/orders's)."""
+    POST /api/v1/messages, POST /api/v1/orders's and POST /api/v1/webhooks's)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -242,7 +252,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (MessageIn, MessageForm, NewOrderIn):
+    for model in (MessageIn, MessageForm, NewOrderIn, WebhookIn):
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in body.pop("$defs", {}).items():
             components.setdefault(name, definition)

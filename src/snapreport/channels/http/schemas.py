@@ -289,3 +289,60 @@ class DeadLetterPage(BaseModel):
 class DeadLetterRetried(BaseModel):
     id: str
     retried: Literal[True]
+
+
+class WebhookIn(BaseModel):
+    """A subscription: where to send which order events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2000, examples=["https://hooks.example.com/snap"])
+    events: list[str] = Field(min_length=1, max_length=20, examples=[["order.created"], ["*"]])
+    description: str = Field("", max_length=500)
+
+
+class WebhookCreated(BaseModel):
+    id: str
+    secret: str  # shown once
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    created_at: datetime
+    disabled: bool
+    disabled_at: datetime | None
+    failing_since: datetime | None
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class WebhookDeleted(BaseModel):
+    id: str
+    deleted: Literal[True]
+
+
+class DeliveryOut(BaseModel):
+    delivery_id: str
+    message_id: str  # the webhook-id header
+    event_type: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    response: str | None  # the start of the answer's body, bounded
+    at: datetime
+    next_attempt_at: datetime | None
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryOut]
+
+
+class Redelivered(BaseModel):
+    delivery_id: str
+    message_id: str
+    redelivered: Literal[True]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import snapreport.outbox.tables  # noqa: F401  (registers the outbox tables on Base.metadata)
+import snapreport.outbox.tables
+import snapreport.webhooks.tables  # noqa: F401  (registers the webhook tables on Base.metadata)
 from snapreport.orders.tables import Base
 
 _connection = context.config.attributes.get("connection")

@@ -4,12 +4,13 @@ In ONE transaction it writes a notification per recipient (the unique (message, 
 makes a repeat write nothing), enqueues a "wecom.notify" job for each recipient who is a WeCom
 user, and completes the order message under its claim. So each recipient gets one
 notification and at most one WeCom job, and a WeCom failure later retries that recipient alone.
+The writes of ``also`` (the webhook fan-out) join the same transaction, so they happen once too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,8 @@ from snapreport.outbox.sqlalchemy import complete_in, enqueue
 from snapreport.outbox.tables import NotificationRow, WeComUserRow
 
 Clock = Callable[[], float]
+# more writes of an order change, in the transaction that completes its job (webhook fan-out)
+OrderExtra = Callable[[AsyncSession, OutboxJob, datetime], Awaitable[None]]
 WECOM_TOPIC = "wecom.notify"
 MAX_RECIPIENTS = 1000
 MAX_TEXT_LENGTH = 4000
@@ -57,9 +60,11 @@ class OrderNotifier:
         *,
         wecom: bool,
         staff_on_wecom: Iterable[str] = (),
+        also: Sequence[OrderExtra] = (),
         clock: Clock = time.time,
     ) -> None:
         self._sessions = sessions
+        self._also = tuple(also)
         self._wecom = wecom
         self._staff = frozenset(staff_on_wecom)
         self._clock = clock
@@ -74,6 +79,8 @@ class OrderNotifier:
         async with self._sessions() as session, session.begin():
             if not await complete_in(session, job):
                 raise ClaimLost(f"outbox job {job.id} is held by another worker now")
+            for extra in self._also:
+                await extra(session, job, now)
             if not recipients:
                 return
             insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert

@@ -1,0 +1,1 @@
+"""Outgoing webhooks (Standard Webhooks): subscriptions, fan-out, signed delivery."""
