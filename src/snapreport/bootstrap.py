@@ -317,7 +317,7 @@ async def start_outbox(
     from snapreport.outbox.worker import OutboxWorker, WorkerConfig, route_table
     from snapreport.webhooks.base import DELIVER_TOPIC
     from snapreport.webhooks.fanout import fan_out
-    from snapreport.webhooks.sender import WebhookSender, build_client
+    from snapreport.webhooks.sender import Poster, WebhookSender, build_client
     from snapreport.webhooks.targets import TargetCheck
 
     s = app.settings
@@ -341,10 +341,12 @@ async def start_outbox(
         (
             DELIVER_TOPIC,
             WebhookSender(
-                store.sessions,
-                TargetCheck(allow_private=s.webhooks.allow_private),
-                webhook_client,
-                timeout_seconds=s.webhooks.timeout_seconds,
+                engine,
+                Poster(
+                    TargetCheck(allow_private=s.webhooks.allow_private),
+                    webhook_client,
+                    timeout_seconds=s.webhooks.timeout_seconds,
+                ),
                 clock=clock,
             ),
         ),

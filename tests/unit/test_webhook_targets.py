@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from snapreport.errors import WebhookUrlRefused
-from snapreport.webhooks.sender import WebhookSender
+from snapreport.webhooks.sender import Poster
 from snapreport.webhooks.signing import new_secret, signature, signature_header
 from snapreport.webhooks.targets import TargetCheck, refusal
 
@@ -61,8 +61,9 @@ async def test_a_name_that_resolves_privately_at_send_time_is_not_contacted() ->
         raise AssertionError(f"a request was made to {request.url}")
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse_any_request)) as client:
-        sender = WebhookSender(None, targets, client, timeout_seconds=1)  # type: ignore[arg-type]
-        outcome = await sender.send("https://hooks.example.com/in", b"{}", {})
+        outcome = await Poster(targets, client, timeout_seconds=1).send(
+            "https://hooks.example.com/in", b"{}", {}
+        )
     assert not outcome.ok
     assert outcome.status_code is None
     assert outcome.error is not None
@@ -78,8 +79,9 @@ async def test_the_request_goes_to_the_checked_address_with_the_name_in_host_and
         return httpx.Response(204, stream=httpx.ByteStream(b""))
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        sender = WebhookSender(None, targets, client, timeout_seconds=1)  # type: ignore[arg-type]
-        outcome = await sender.send("https://hooks.example.com:8443/in?x=1", b"{}", {})
+        outcome = await Poster(targets, client, timeout_seconds=1).send(
+            "https://hooks.example.com:8443/in?x=1", b"{}", {}
+        )
     assert outcome.ok
     (request,) = seen
     assert str(request.url) == "https://93.184.216.34:8443/in?x=1"

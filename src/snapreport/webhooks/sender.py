@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from snapreport.errors import InvalidInput, WebhookUrlRefused
 from snapreport.logs import get_logger
+from snapreport.orders.database import writer
 from snapreport.outbox.base import OutboxJob
 from snapreport.outbox.senders.inapp import ClaimLost
 from snapreport.outbox.sqlalchemy import complete_in, enqueue
@@ -81,57 +82,15 @@ def _job_fields(job: OutboxJob) -> tuple[str, int, int]:
     return message_id, attempt, retry
 
 
-class WebhookSender:
-    """The "webhook.deliver" handler (see module doc)."""
+class Poster:
+    """One POST to a target checked just before it (see module doc)."""
 
     def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        targets: TargetCheck,
-        client: httpx.AsyncClient,
-        *,
-        timeout_seconds: float,
-        clock: Clock = time.time,
+        self, targets: TargetCheck, client: httpx.AsyncClient, *, timeout_seconds: float
     ) -> None:
-        self._sessions = sessions
         self._targets = targets
         self._client = client
         self._timeout = timeout_seconds
-        self._clock = clock
-
-    async def __call__(self, job: OutboxJob) -> None:
-        message_id, attempt, retry = _job_fields(job)
-        async with self._sessions() as session:
-            found = (
-                await session.execute(
-                    select(WebhookMessageRow, WebhookEndpointRow)
-                    .join(
-                        WebhookEndpointRow, WebhookEndpointRow.id == WebhookMessageRow.endpoint_id
-                    )
-                    .where(WebhookMessageRow.id == message_id)
-                )
-            ).first()
-        if found is None or found[1].disabled_at is not None:
-            # the endpoint was deleted or disabled: nothing to send
-            await self._complete(job)
-            return
-        message, endpoint = found
-        timestamp = int(self._clock())
-        in_use = [endpoint.secret]
-        until = endpoint.previous_secret_until
-        if endpoint.previous_secret and until is not None and until.timestamp() > timestamp:
-            in_use.append(endpoint.previous_secret)
-        body = message.body.encode()
-        headers = {
-            "content-type": "application/json",
-            "accept-encoding": "identity",
-            "user-agent": "snapreport-webhooks",
-            "webhook-id": message_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(in_use, message_id, timestamp, body),
-        }
-        outcome = await self.send(endpoint.url, body, headers)
-        await self._record(job, endpoint.id, message, attempt, retry, outcome)
 
     async def send(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         """One POST of ``body`` to ``url`` (checked again here), within the timeout."""
@@ -164,6 +123,83 @@ class WebhookSender:
             return Outcome(status, f"HTTP {status}: redirects are not followed", snippet)
         return Outcome(status, f"HTTP {status}", snippet)
 
+
+class WebhookSender:
+    """The "webhook.deliver" handler (see module doc)."""
+
+    def __init__(self, engine: AsyncEngine, poster: Poster, *, clock: Clock = time.time) -> None:
+        self._reads = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(writer(engine), expire_on_commit=False)
+        self._poster = poster
+        self._clock = clock
+
+    async def __call__(self, job: OutboxJob) -> None:
+        message_id, attempt, retry = _job_fields(job)
+        async with self._reads() as session:
+            found = (
+                await session.execute(
+                    select(WebhookMessageRow, WebhookEndpointRow)
+                    .join(
+                        WebhookEndpointRow, WebhookEndpointRow.id == WebhookMessageRow.endpoint_id
+                    )
+                    .where(WebhookMessageRow.id == message_id)
+                )
+            ).first()
+        if found is None or found[1].disabled_at is not None:
+            # the endpoint was deleted or disabled: nothing to send
+            await self._complete(job)
+            return
+        message, endpoint = found
+        timestamp = int(self._clock())
+        in_use = [endpoint.secret]
+        until = endpoint.previous_secret_until
+        if endpoint.previous_secret and until is not None and until.timestamp() > timestamp:
+            in_use.append(endpoint.previous_secret)
+        body = message.body.encode()
+        headers = {
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+            "user-agent": "snapreport-webhooks",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(in_use, message_id, timestamp, body),
+        }
+        outcome = await self._poster.send(endpoint.url, body, headers)
+        await self._record(job, endpoint.id, message, attempt, retry, outcome)
+
+    async def _update_endpoint(
+        self, session: AsyncSession, endpoint_id: str, outcome: Outcome, now: datetime
+    ) -> bool:
+        """Clear or start the endpoint's run of failures; True when this failure ends five
+        days of them and disables it. Conditional updates: a success on a healthy endpoint
+        (the common case) writes and locks nothing."""
+        row = WebhookEndpointRow
+        if outcome.ok:
+            await session.execute(
+                update(row)
+                .where(row.id == endpoint_id, row.failing_since.is_not(None))
+                .values(failing_since=None)
+            )
+            return False
+        await session.execute(
+            update(row)
+            .where(row.id == endpoint_id, row.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+        disabled = await session.execute(
+            update(row)
+            .where(
+                row.id == endpoint_id,
+                row.disabled_at.is_(None),
+                row.failing_since <= now - DISABLE_AFTER,
+            )
+            .values(disabled_at=now)
+        )
+        if disabled.rowcount:  # type: ignore[attr-defined]
+            log.warning("webhook_endpoint_disabled", endpoint_id=endpoint_id)
+            return True
+        return False
+
     async def _complete(self, job: OutboxJob) -> None:
         async with self._sessions() as session, session.begin():
             if not await complete_in(session, job):
@@ -182,27 +218,17 @@ class WebhookSender:
         async with self._sessions() as session, session.begin():
             if not await complete_in(session, job):
                 raise ClaimLost(f"outbox job {job.id} is held by another worker now")
-            endpoint = await session.get(WebhookEndpointRow, endpoint_id, with_for_update=True)
-            if endpoint is None:
-                return  # deleted while the attempt ran
+            if await session.get(WebhookMessageRow, message.id) is None:
+                return  # its endpoint was deleted while the attempt ran
+            disabled = await self._update_endpoint(session, endpoint_id, outcome, now)
             next_at: datetime | None = None
-            if outcome.ok:
-                endpoint.failing_since = None
-            else:
-                if endpoint.failing_since is None:
-                    endpoint.failing_since = now
-                if now - endpoint.failing_since >= DISABLE_AFTER:
-                    endpoint.disabled_at = now
-                    log.warning("webhook_endpoint_disabled", endpoint_id=endpoint_id)
-                elif retry < len(RETRY_SCHEDULE):
-                    next_at = now + RETRY_SCHEDULE[retry]
-                    enqueue(
-                        session,
-                        deliver_job(
-                            message.id, attempt=attempt + 1, retry=retry + 1, due_at=next_at
-                        ),
-                        now=now,
-                    )
+            if not outcome.ok and not disabled and retry < len(RETRY_SCHEDULE):
+                next_at = now + RETRY_SCHEDULE[retry]
+                enqueue(
+                    session,
+                    deliver_job(message.id, attempt=attempt + 1, retry=retry + 1, due_at=next_at),
+                    now=now,
+                )
             session.add(
                 WebhookAttemptRow(
                     endpoint_id=endpoint_id,
@@ -216,16 +242,16 @@ class WebhookSender:
                     next_attempt_at=next_at,
                 )
             )
-        log.info(
-            "webhook_attempt",
-            endpoint_id=endpoint_id,
-            message_id=message.id,
-            attempt=attempt,
-            status_code=outcome.status_code,
-            ok=outcome.ok,
-            error=outcome.error,
-            next_attempt_at=next_at.isoformat() if next_at else None,
-        )
+        if not outcome.ok:  # successes are in the delivery log; failures are news
+            log.warning(
+                "webhook_attempt_failed",
+                endpoint_id=endpoint_id,
+                message_id=message.id,
+                attempt=attempt,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                next_attempt_at=next_at.isoformat() if next_at else None,
+            )
 
 
 async def _read_bounded(response: httpx.Response) -> str:
