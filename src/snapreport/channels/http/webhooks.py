@@ -57,7 +57,12 @@ def _out(endpoint: Endpoint) -> WebhookOut:
     "/api/v1/webhooks",
     response_model=WebhookCreated,
     status_code=201,
-    responses={**_ERRORS, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    responses={
+        **_ERRORS,
+        408: {"model": ErrorOut},
+        413: {"model": ErrorOut},
+        415: {"model": ErrorOut},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
