@@ -345,7 +345,10 @@ async def start_outbox(
                 Poster(
                     TargetCheck(allow_private=s.webhooks.allow_private),
                     webhook_client,
-                    timeout_seconds=s.webhooks.timeout_seconds,
+                    # within the handler's own timeout, so that the attempt is recorded
+                    timeout_seconds=min(
+                        s.webhooks.timeout_seconds, 0.8 * o.handler_timeout_seconds
+                    ),
                 ),
                 clock=clock,
             ),

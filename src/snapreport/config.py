@@ -287,13 +287,3 @@ class Settings(BaseSettings):
                     'scheme or port, IPv6 in brackets, e.g. ["localhost","127.0.0.1","[::1]"]'
                 )
         return names
-
-    @model_validator(mode="after")
-    def _webhook_timeout_fits(self) -> Settings:
-        if self.webhooks.timeout_seconds >= self.outbox.handler_timeout_seconds:
-            raise ValueError(
-                "SNAPREPORT_WEBHOOKS__TIMEOUT_SECONDS must be below "
-                "SNAPREPORT_OUTBOX__HANDLER_TIMEOUT_SECONDS (a send still waiting when the "
-                "handler times out would be retried while it may still arrive)"
-            )
-        return self
