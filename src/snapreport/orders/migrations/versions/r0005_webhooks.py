@@ -1,7 +1,7 @@
 """Webhooks: subscriptions, the messages each one is sent, and the delivery log.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0007
 Create Date: 2026-11-29
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
 
