@@ -1,6 +1,6 @@
 """Webhooks: subscriptions, the messages each one is sent, and the delivery log.
 
-Revision ID: 0005
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-29
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
+revision = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
