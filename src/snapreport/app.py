@@ -12,6 +12,7 @@ from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.dispatch.rules import Rules
 from snapreport.identity.service import Identity
 from snapreport.kv.base import KeyValueStore
+from snapreport.live.base import LiveFeed
 from snapreport.media.base import MediaStore
 from snapreport.orders.base import OrderRepository
 from snapreport.outbox.base import NotificationStore, OutboxStore
@@ -45,4 +46,5 @@ class App:
     open311: Open311Parts
     identity: Identity
     webhooks: WebhookStore
+    live: LiveFeed
     wecom: Channel | None = None

@@ -32,6 +32,7 @@ from snapreport.errors import ConfigurationError
 from snapreport.identity.service import Identity, IdentityMode
 from snapreport.kv.base import KeyValueStore
 from snapreport.kv.keys import key_of
+from snapreport.live.base import Hub, LiveFeed
 from snapreport.logs import get_logger
 from snapreport.media.base import MediaStore
 from snapreport.metrics import Metrics, TimedVision
@@ -296,6 +297,27 @@ def build_open311(settings: Settings) -> Open311Parts:
     )
 
 
+async def build_live_feed(
+    settings: Settings, stack: AsyncExitStack, redis: aioredis.Redis | None = None
+) -> LiveFeed:
+    """The live feed: Redis pub/sub when sessions are on Redis (every worker sees every
+    change), else in memory (this process's changes only)."""
+    live = settings.live
+    hub = Hub(max_streams=live.max_streams, max_queued=live.max_queued)
+    if redis is not None:
+        from snapreport.live.redis import RedisLiveFeed
+
+        feed = RedisLiveFeed(redis, hub, prefix=settings.session.key_prefix)
+        await feed.start()
+        stack.push_async_callback(feed.aclose)
+        return feed
+    from snapreport.live.memory import MemoryLiveFeed
+
+    memory = MemoryLiveFeed(hub)
+    stack.push_async_callback(memory.aclose)
+    return memory
+
+
 async def build_orders(settings: Settings, clock: Clock) -> SqlOrderRepository:
     from snapreport.orders.repository import SqlOrderRepository
 
@@ -451,12 +473,14 @@ async def build(
 
         orders = await build_orders(settings, clock)
         stack.push_async_callback(orders.aclose)
+        live = await build_live_feed(settings, stack, redis)
         dispatch = Dispatch(
             orders,
             rules,
             texts=load_texts(settings.language),
             reopen_window=timedelta(days=settings.dispatch.reopen_days),
             clock=clock,
+            feed=live,
         )
         identity = build_identity(settings, kv, clock, stack)
         assistant = IncidentAssistant(
@@ -488,6 +512,7 @@ async def build(
                 max_endpoints=settings.webhooks.max_endpoints,
                 clock=clock,
             ),
+            live=live,
         )
         if channels and settings.wecom.enabled:
             await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)

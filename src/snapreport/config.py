@@ -12,6 +12,7 @@ import binascii
 import re
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -237,6 +238,15 @@ class WebhooksSettings(BaseModel):
     max_endpoints: int = Field(100, ge=1, le=1000)
 
 
+class LiveSettings(BaseModel):
+    """The live feed of order changes, ``GET /api/v1/events`` (docs/console.md)."""
+
+    max_streams: int = Field(200, ge=1, le=100_000)  # open streams per process; more: 503
+    heartbeat_seconds: float = Field(15.0, gt=0, le=300)
+    retry_ms: int = Field(3000, ge=100, le=600_000)  # the SSE ``retry:`` sent to clients
+    max_queued: int = Field(256, ge=1, le=100_000)  # events a slow stream may fall behind
+
+
 class Settings(BaseSettings):
     """Every setting snapreport reads. See docs/configuration.md."""
 
@@ -257,6 +267,9 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     web: WebSettings = WebSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    live: LiveSettings = LiveSettings()
+    # the IANA zone the console's days are counted in (stats grouped by day, CSV file names)
+    timezone: str = "Asia/Shanghai"
     # the address people reach the service at (https://snap.example.com): the base of links
     # (notifications, sign-in) and of WeCom's redirect back; https makes the cookie Secure
     public_url: str = Field(
@@ -275,6 +288,17 @@ class Settings(BaseSettings):
     # FastAPI's native OpenTelemetry (traces, metrics, logs to the global providers); off, it
     # costs nothing per request (on, FastAPI looks the providers up on every request)
     opentelemetry: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"SNAPREPORT_TIMEZONE: {name!r} is not an IANA time zone (e.g. Asia/Shanghai)"
+            ) from exc
+        return name
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -29,13 +29,16 @@ from snapreport.dispatch import roles as permissions
 from snapreport.dispatch.notices import Notices
 from snapreport.dispatch.roles import Action, Roles
 from snapreport.dispatch.rules import Rules
+from snapreport.dispatch.views import order_json
 from snapreport.errors import (
     Conflict,
     InvalidInput,
     OrderAlreadyAccepted,
     OrderAlreadyClosed,
     OrderStateConflict,
+    Unavailable,
 )
+from snapreport.live.base import LiveEvent, LiveFeed
 from snapreport.logs import get_logger
 from snapreport.orders.base import (
     ACTIVE_STATUSES,
@@ -52,6 +55,8 @@ from snapreport.orders.base import (
     OrderRepository,
     OrderStatus,
     Routing,
+    StatsGroup,
+    StatsQuery,
 )
 from snapreport.workflow.texts import Texts
 
@@ -101,8 +106,10 @@ class Dispatch:
         texts: Texts,
         reopen_window: timedelta = timedelta(days=7),
         clock: Clock = time.time,
+        feed: LiveFeed | None = None,
     ) -> None:
         self._orders = orders
+        self._feed = feed
         self.rules = rules
         self.reopen_window = reopen_window
         self._clock = clock
@@ -120,9 +127,11 @@ class Dispatch:
     async def create(self, report: NewReport) -> Order:
         """File a report: route it (team, deadlines, maybe an assignee in turn), store it and
         announce it, in one transaction."""
-        return await self._orders.create(
+        order = await self._orders.create(
             report, routing=self.routing(report), announce=self._notices
         )
+        await self.publish("created", order)
+        return order
 
     def routing(self, report: NewReport) -> Routing | None:
         """Where the rules send ``report`` (None: no rule and no default matched)."""
@@ -327,9 +336,11 @@ class Dispatch:
         roles = self.roles(actor)
         order = await self._orders.get(number)
         permissions.check("comment", roles, order)
-        return await self._orders.record_event(
+        commented = await self._orders.record_event(
             order.number, kind="commented", actor=roles.user_id, detail=body, announce=self._notices
         )
+        await self.publish("commented", commented)
+        return commented
 
     async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
         """What the message did (``create`` or ``close``) and that order as it is now."""
@@ -337,9 +348,10 @@ class Dispatch:
 
     async def record_event(self, number: str, *, kind: EventKind, actor: str, detail: str) -> None:
         """Log an event that changes nothing (a close photo that was not accepted)."""
-        await self._orders.record_event(
+        order = await self._orders.record_event(
             number, kind=kind, actor=actor, detail=detail, announce=self._notices
         )
+        await self.publish(kind, order)
 
     async def escalate(self, number: str, level: int) -> Order | None:
         """Escalate to ``level`` if its deadline passed and it was not yet; None otherwise
@@ -349,7 +361,24 @@ class Dispatch:
         )
         if order is not None:
             log.info("order_escalated", order=order.number, level=level, team=order.team)
+            await self.publish("escalated", order)
         return order
+
+    async def stats(self, query: StatsQuery, actor: Actor) -> Sequence[StatsGroup]:
+        """The dashboard's figures over the orders ``actor`` may see."""
+        roles = self.roles(actor)
+        visible_to = None if roles.everywhere else (roles.user_id, roles.teams)
+        return await self._orders.stats(replace(query, visible_to=visible_to))
+
+    async def publish(self, kind: str, order: Order) -> None:
+        """Tell the live feed about a committed change (at most once: a feed that cannot be
+        reached is logged, the change stands)."""
+        if self._feed is None:
+            return
+        try:
+            await self._feed.publish(LiveEvent(f"order.{kind}", order_json(order)))
+        except Unavailable as exc:
+            log.warning("live_publish_failed", order=order.number, kind=kind, reason=exc.message)
 
     # -- the one way a change is made --------------------------------------------------------
 
@@ -384,6 +413,7 @@ class Dispatch:
                     "order_changed", order=done.number, action=action, actor=roles.user_id,
                     status=done.status,
                 )  # fmt: skip
+                await self.publish(transition.event, done)
                 return done
         raise Conflict(f"work order {number} is changing too often; try again")
 

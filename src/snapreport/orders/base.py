@@ -190,6 +190,48 @@ class OrderPage:
     next_cursor: str | None
 
 
+StatsGrouping = Literal["day", "alarm_type", "team", "location"]
+
+
+@dataclass(frozen=True, slots=True)
+class DayBin:
+    """One local day of a ``day`` grouping: its key (``2026-11-29``) and its UTC bounds."""
+
+    key: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    """The dashboard's figures over orders created in ``[created_from, created_to)``, grouped
+    by ``group_by`` (``days`` are the bins of a ``day`` grouping, in order). ``now`` decides
+    what is overdue; ``visible_to`` as in ``OrderQuery``; ``limit`` bounds the groups of a
+    ``location`` grouping (the most reported first)."""
+
+    group_by: StatsGrouping
+    created_from: datetime
+    created_to: datetime
+    now: datetime
+    days: tuple[DayBin, ...] = ()
+    visible_to: tuple[str, frozenset[str]] | None = None
+    limit: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class StatsGroup:
+    """The figures of one group (docs/console.md defines each)."""
+
+    key: str | None
+    created: int = 0
+    closed: int = 0
+    rejected: int = 0
+    open_backlog: int = 0
+    median_minutes_to_accept: float | None = None
+    median_minutes_to_close: float | None = None
+    sla_breaches: int = 0
+
+
 class Announce(Protocol):
     """What to write to the outbox for a change: given the order after it and its event."""
 
@@ -265,6 +307,10 @@ class OrderRepository(Protocol):
 
     async def open_orders_for(self, user_id: str) -> Sequence[Order]:
         """Open and accepted orders the user reported or is assigned to, newest first."""
+        ...
+
+    async def stats(self, query: StatsQuery) -> Sequence[StatsGroup]:
+        """The figures of ``query``'s groups, computed by the database (GROUP BY)."""
         ...
 
     async def has_image(self, user_id: str, key: str) -> bool:

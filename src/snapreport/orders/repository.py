@@ -39,6 +39,7 @@ from snapreport.errors import (
     StoreUnavailable,
 )
 from snapreport.logs import get_logger
+from snapreport.orders import stats as stats_sql
 from snapreport.orders.base import (
     ACTIVE_STATUSES,
     ORDER_STATUSES,
@@ -54,6 +55,8 @@ from snapreport.orders.base import (
     OrderQuery,
     OrderStatus,
     Routing,
+    StatsGroup,
+    StatsQuery,
     no_announcements,
 )
 from snapreport.orders.database import (
@@ -216,6 +219,12 @@ def _escalation_due(level: int, now: datetime) -> ColumnElement[bool]:
     return and_(WorkOrderRow.status.in_(ACTIVE_STATUSES), WorkOrderRow.due_resolve_at <= now)
 
 
+def _seen_by(user_id: str, teams: frozenset[str]) -> ColumnElement[bool]:
+    """What one user may see: their teams' orders and those they are involved in."""
+    seen = _involving(user_id)
+    return or_(WorkOrderRow.team.in_(sorted(teams)), seen) if teams else seen
+
+
 def _filtered(query: OrderQuery) -> Select[WorkOrderRow]:
     statement = select(WorkOrderRow)
     if query.statuses:
@@ -253,11 +262,7 @@ def _filtered(query: OrderQuery) -> Select[WorkOrderRow]:
     if query.involving is not None:
         statement = statement.where(_involving(query.involving))
     if query.visible_to is not None:
-        user_id, teams = query.visible_to
-        seen = _involving(user_id)
-        if teams:
-            seen = or_(WorkOrderRow.team.in_(sorted(teams)), seen)
-        statement = statement.where(seen)
+        statement = statement.where(_seen_by(*query.visible_to))
     if query.after_id is not None:
         statement = statement.where(WorkOrderRow.id < query.after_id)
     return statement.order_by(WorkOrderRow.id.desc())
@@ -558,6 +563,29 @@ class SqlOrderRepository:
         )
         async with self._read("listing open work orders") as session:
             return [_to_order(row) for row in (await session.scalars(statement)).all()]
+
+    async def stats(self, query: StatsQuery) -> Sequence[StatsGroup]:
+        """The figures of ``query``'s groups (``orders.stats``: one GROUP BY per family)."""
+        if query.group_by == "day" and not 1 <= len(query.days) <= stats_sql.MAX_DAYS:
+            raise InvalidInput(f"a day grouping spans 1 to {stats_sql.MAX_DAYS} days")
+        if not 1 <= query.limit <= stats_sql.MAX_LOCATIONS:
+            raise InvalidInput(f"limit must be between 1 and {stats_sql.MAX_LOCATIONS}")
+        dialect = self._engine.dialect.name
+        rows = stats_sql.cohort(query, _seen_by, stats_sql.minutes_between(dialect))
+        async with self._read("computing order figures") as session:
+            counted = (await session.execute(stats_sql.counts(rows))).all()
+            medians = [
+                {
+                    row.key: row.median
+                    for row in (await session.execute(stats_sql.median(rows, name, dialect)))
+                }
+                for name in ("to_accept", "to_close")
+            ]
+            backlog = None
+            if query.group_by == "day":
+                answer = await session.execute(stats_sql.daily_backlog(query, _seen_by))
+                backlog = {row.key: int(row.open_backlog) for row in answer}
+        return stats_sql.merge(query, counted, medians[0], medians[1], backlog)
 
     async def has_image(self, user_id: str, key: str) -> bool:
         """Whether ``key`` is the report or close photo of an order the user reported, is

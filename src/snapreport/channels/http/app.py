@@ -27,11 +27,14 @@ from starlette.routing import Route
 from snapreport.bootstrap import build
 from snapreport.channels.http import (
     admin,
+    events,
+    exports,
     health,
     messages,
     orders,
     outbox,
     signin,
+    stats,
     users,
     webhooks,
 )
@@ -128,7 +131,10 @@ def create_app(
     app.include_router(outbox.users_router)
     app.include_router(signin.router)
     app.include_router(admin.router)
+    app.include_router(exports.router)
     app.include_router(orders.router)
+    app.include_router(stats.router)
+    app.include_router(events.router)
     app.include_router(outbox.admin_router)
     app.include_router(webhooks.router)
     app.include_router(health.router)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from snapreport.channels.http.auth import CurrentCaller
 from snapreport.channels.http.images import decode_base64
@@ -42,10 +42,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/api/v1/orders", response_model=OrderPageOut, responses=_ERRORS)
-async def list_orders(
+async def order_query(
     state: State,
-    caller: CurrentCaller,
     status: OrderStatus | None = None,
     team: Annotated[str | None, Query(max_length=64)] = None,
     assignee: UserFilter = None,
@@ -56,17 +54,12 @@ async def list_orders(
     created_to: Annotated[datetime | None, Query(alias="to")] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     overdue: bool = False,
-    cursor: Annotated[str | None, Query(max_length=32)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-) -> OrderPageOut:
-    """Orders the caller may see, newest first. ``from``/``to`` bound ``created_at`` (ISO
-    8601, ``to`` exclusive); ``q`` searches location, description and number; ``overdue``
-    keeps orders past a deadline; ``user_id`` matches reporter, assignee or merged reporter."""
-    dispatch = state.app.dispatch
+) -> OrderQuery:
+    """The filters of the list and of its CSV export."""
     for name, bound in (("from", created_from), ("to", created_to)):
         if bound is not None and bound.tzinfo is None:
             raise InvalidInput(f"{name} needs a time zone (e.g. 2026-11-29T00:00:00+08:00)")
-    query = OrderQuery(
+    return OrderQuery(
         statuses=(status,) if status is not None else (),
         team=team,
         assignee=assignee,
@@ -75,10 +68,26 @@ async def list_orders(
         created_from=created_from,
         created_to=created_to,
         text=q,
-        overdue_at=dispatch.now() if overdue else None,
+        overdue_at=state.app.dispatch.now() if overdue else None,
         involving=user_id,
     )
-    page = await dispatch.page(query, caller.roles, limit=limit, cursor=cursor)
+
+
+Filters = Annotated[OrderQuery, Depends(order_query)]
+
+
+@router.get("/api/v1/orders", response_model=OrderPageOut, responses=_ERRORS)
+async def list_orders(
+    state: State,
+    caller: CurrentCaller,
+    query: Filters,
+    cursor: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> OrderPageOut:
+    """Orders the caller may see, newest first. ``from``/``to`` bound ``created_at`` (ISO
+    8601, ``to`` exclusive); ``q`` searches location, description and number; ``overdue``
+    keeps orders past a deadline; ``user_id`` matches reporter, assignee or merged reporter."""
+    page = await state.app.dispatch.page(query, caller.roles, limit=limit, cursor=cursor)
     return OrderPageOut(orders=[order_out(o) for o in page.orders], next_cursor=page.next_cursor)
 
 

@@ -1,0 +1,204 @@
+"""The dashboard's figures as SQL: one GROUP BY per figure family, on SQLite and PostgreSQL.
+
+Every figure is computed by the database; Python only merges the answers by key. The orders
+counted are those of ``StatsQuery`` (created in its range, visible to its user), grouped by
+their creation day (local days, given as UTC bounds), alarm type, team or location. Medians are
+``percentile_cont(0.5)`` on PostgreSQL; SQLite has no percentile function, so there the middle
+row(s) of each group are picked with window functions (``ROW_NUMBER``/``COUNT`` over the group)
+and averaged, which is the same value (the mean of the two middle values for an even count).
+See docs/console.md for the definition of each figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.sql.selectable import Subquery
+
+from snapreport.orders.base import ACTIVE_STATUSES, StatsGroup, StatsQuery
+from snapreport.orders.tables import AlarmRow, UTCDateTime, WorkOrderRow
+
+SeenBy = Callable[[str, frozenset[str]], ColumnElement[bool]]
+Minutes = Callable[[Any, Any], ColumnElement[Any]]
+MAX_DAYS: Final = 366
+MAX_LOCATIONS: Final = 50
+
+
+def minutes_between(dialect: str) -> Minutes:
+    """``later - earlier`` in minutes, in the dialect's own date arithmetic."""
+    if dialect == "postgresql":
+        return lambda later, earlier: cast(func.extract("epoch", later - earlier), Float) / 60.0
+    return lambda later, earlier: cast(
+        (func.julianday(later) - func.julianday(earlier)) * 1440.0, Float
+    )
+
+
+def _bins(query: StatsQuery) -> Subquery:
+    rows = [
+        select(
+            literal(day.key).label("key"),
+            literal(day.start, UTCDateTime()).label("start"),
+            literal(day.end, UTCDateTime()).label("end"),
+        )
+        for day in query.days
+    ]
+    return union_all(*rows).subquery("bins")
+
+
+def _breached(query: StatsQuery) -> ColumnElement[bool]:
+    """Missed a deadline: accepted (or closed, or still waiting now) after ``due_accept_at``,
+    or closed (or still open now) after ``due_resolve_at``. Rejected orders never count."""
+    now = literal(query.now, UTCDateTime())
+    o = WorkOrderRow
+    late_accept = and_(
+        o.due_accept_at.is_not(None),
+        func.coalesce(o.accepted_at, o.closed_at, now) > o.due_accept_at,
+    )
+    late_close = and_(
+        o.due_resolve_at.is_not(None), func.coalesce(o.closed_at, now) > o.due_resolve_at
+    )
+    return and_(o.status != "rejected", or_(late_accept, late_close))
+
+
+def cohort(query: StatsQuery, seen_by: SeenBy, minutes: Minutes) -> Subquery:
+    """One row per counted order: its group key and what the figures need."""
+    o = WorkOrderRow
+    if query.group_by == "day":
+        bins = _bins(query)
+        key: ColumnElement[Any] = bins.c.key
+        statement: Select[Any] = select(key.label("key")).join_from(
+            bins, o, and_(o.created_at >= bins.c.start, o.created_at < bins.c.end)
+        )
+    elif query.group_by == "team":
+        statement = select(o.team.label("key")).select_from(o)
+    else:
+        column = AlarmRow.alarm_type if query.group_by == "alarm_type" else AlarmRow.location
+        statement = select(column.label("key")).join_from(o, AlarmRow, o.alarm_id == AlarmRow.id)
+    statement = statement.add_columns(
+        o.status.label("status"),
+        minutes(o.accepted_at, o.created_at).label("to_accept"),
+        case((o.status == "closed", minutes(o.closed_at, o.created_at)), else_=None).label(
+            "to_close"
+        ),
+        case((_breached(query), 1), else_=0).label("breached"),
+    ).where(o.created_at >= query.created_from, o.created_at < query.created_to)
+    if query.visible_to is not None:
+        statement = statement.where(seen_by(*query.visible_to))
+    return statement.subquery("cohort")
+
+
+def counts(rows: Subquery) -> Select[Any]:
+    """created, closed, rejected, open now and breaches per key."""
+
+    def having(*statuses: str) -> ColumnElement[int]:
+        return func.coalesce(func.sum(case((rows.c.status.in_(statuses), 1), else_=0)), 0)
+
+    return select(
+        rows.c.key,
+        func.count().label("created"),
+        having("closed").label("closed"),
+        having("rejected").label("rejected"),
+        having(*ACTIVE_STATUSES).label("open_now"),
+        func.coalesce(func.sum(rows.c.breached), 0).label("sla_breaches"),
+    ).group_by(rows.c.key)
+
+
+def median(rows: Subquery, column: str, dialect: str) -> Select[Any]:
+    """The median of ``column`` per key, over the rows where it is known."""
+    value = rows.c[column]
+    if dialect == "postgresql":
+        return (
+            select(rows.c.key, func.percentile_cont(0.5).within_group(value).label("median"))
+            .where(value.is_not(None))
+            .group_by(rows.c.key)
+        )
+    ranked = (
+        select(
+            rows.c.key,
+            value.label("value"),
+            func.row_number().over(partition_by=rows.c.key, order_by=value).label("rank"),
+            func.count().over(partition_by=rows.c.key).label("size"),
+        )
+        .where(value.is_not(None))
+        .subquery("ranked")
+    )
+    size = ranked.c.size
+    return (
+        select(ranked.c.key, func.avg(ranked.c.value).label("median"))
+        .where(ranked.c.rank.in_([(size + 1) // 2, (size + 2) // 2]))
+        .group_by(ranked.c.key)
+    )
+
+
+def daily_backlog(query: StatsQuery, seen_by: SeenBy) -> Select[Any]:
+    """Per day: orders created before the day ended and not closed by then (rejected orders
+    left out: no rejection time is kept), whenever they were created."""
+    o = WorkOrderRow
+    bins = _bins(query)
+    statement = (
+        select(bins.c.key, func.count().label("open_backlog"))
+        .join_from(
+            bins,
+            o,
+            and_(
+                o.created_at < bins.c.end,
+                or_(o.closed_at.is_(None), o.closed_at >= bins.c.end),
+                o.status != "rejected",
+            ),
+        )
+        .group_by(bins.c.key)
+    )
+    if query.visible_to is not None:
+        statement = statement.where(seen_by(*query.visible_to))
+    return statement
+
+
+def merge(
+    query: StatsQuery,
+    counted: Sequence[Any],
+    to_accept: Mapping[str | None, float],
+    to_close: Mapping[str | None, float],
+    backlog: Mapping[str | None, int] | None,
+) -> list[StatsGroup]:
+    """The groups in the answer's order: every day of the range (zeros included) in order;
+    other groupings the most created first (then by key), a ``location`` one cut to
+    ``limit``."""
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(float(value), 1)
+
+    groups = {
+        row.key: StatsGroup(
+            key=row.key,
+            created=int(row.created),
+            closed=int(row.closed),
+            rejected=int(row.rejected),
+            open_backlog=int(row.open_now) if backlog is None else backlog.get(row.key, 0),
+            median_minutes_to_accept=rounded(to_accept.get(row.key)),
+            median_minutes_to_close=rounded(to_close.get(row.key)),
+            sla_breaches=int(row.sla_breaches),
+        )
+        for row in counted
+    }
+    if query.group_by == "day":
+        daily = backlog or {}
+        return [
+            groups.get(day.key, StatsGroup(key=day.key, open_backlog=daily.get(day.key, 0)))
+            for day in query.days
+        ]
+    ordered = sorted(groups.values(), key=lambda g: (-g.created, g.key is None, g.key or ""))
+    return ordered[: query.limit] if query.group_by == "location" else ordered
