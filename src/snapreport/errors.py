@@ -55,7 +55,8 @@ HTTP statuses in one place, by ``code`` and ``http_status``.
     │   ├── StoreUnavailable
     │   ├── VisionUnavailable
     │   ├── MediaUnavailable
-    │   └── WeComUnavailable
+    │   ├── WeComUnavailable
+    │   └── TooManyStreams               this process holds its limit of live streams
     └── ConfigurationError               the settings cannot work together
 """
 
@@ -347,6 +348,12 @@ class MediaUnavailable(Unavailable):
 
 class WeComUnavailable(Unavailable):
     code = "wecom_unavailable"
+
+
+class TooManyStreams(Unavailable):
+    """This process already holds ``LIVE__MAX_STREAMS`` live streams."""
+
+    code = "too_many_streams"
 
 
 class ConfigurationError(SnapreportError):

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from snapreport.errors import InvalidInput, Unavailable
+from snapreport.errors import InvalidInput, TooManyStreams
 from snapreport.logs import get_logger
 
 log = get_logger("snapreport.live")
@@ -92,10 +92,10 @@ class Hub:
         return len(self._open)
 
     def open(self) -> Subscription:
-        """A new stream's subscription; ``Unavailable`` (503) when ``max_streams`` are open.
+        """A new stream's subscription; ``TooManyStreams`` (503) when ``max_streams`` are open.
         Give it back with ``release``."""
         if len(self._open) >= self.max_streams:
-            raise Unavailable(
+            raise TooManyStreams(
                 f"this server already holds {self.max_streams} live streams, its limit "
                 "(SNAPREPORT_LIVE__MAX_STREAMS); try again later"
             )

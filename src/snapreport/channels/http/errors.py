@@ -47,6 +47,8 @@ _PUBLIC_MESSAGES: Mapping[str, str] = {
     "wecom_unavailable": "WeCom is unavailable" + _RETRY,
     "session_busy": "the user's previous message is still being handled" + _RETRY,
     "decoder_busy": "every photo decoder is busy" + _RETRY,
+    "too_many_streams": "this server holds as many live streams as it may "
+    "(SNAPREPORT_LIVE__MAX_STREAMS); try again later",
     "unavailable": "the service is unavailable" + _RETRY,
 }
 _PUBLIC_FALLBACK = "the service failed" + _RETRY
