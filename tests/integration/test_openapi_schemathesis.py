@@ -29,6 +29,8 @@ from tests.integration.http_kit import make_settings
 from tests.integration.live_server import live_server
 
 MAX_EXAMPLES = 100
+# answers that never end (Server-Sent Events): tested by test_console_events*.py instead
+STREAMS = frozenset({"/api/v1/events"})
 CHECKS: dict[GenerationMode, list[Any]] = {
     # valid requests must be answered as documented; invalid ones only never with a 5xx
     GenerationMode.POSITIVE: [
@@ -54,6 +56,8 @@ def _operations(url: str) -> list[Any]:
     operations = []
     for result in api.get_all_operations():
         assert isinstance(result, Ok), f"our own OpenAPI document is invalid: {result}"
+        if result.ok().path in STREAMS:
+            continue
         operations.append(result.ok())
     return operations
 

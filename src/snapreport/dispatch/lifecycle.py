@@ -11,7 +11,8 @@ its status allows it (``TRANSITIONS``), then a conditional write that applies on
 order's status, team and assignee are still what was checked; when another change won the
 race, the order is read again and the checks say why this one cannot happen (for a second
 accept: "already accepted by <winner>"). The write, its event and its outbox messages
-(``Notices``) commit in one transaction.
+(``Notices``) commit in one transaction; after the commit the change is published on the live
+feed (``publish``: at most once, docs/console.md).
 
 Chat users are named by their user id (their roles come from the rules file); HTTP callers
 bring their ``Roles`` (the admin token is an admin).
