@@ -37,6 +37,8 @@ from snapreport.orders.base import (
     OrderRepository,
     OrderStatus,
     Routing,
+    StatsGroup,
+    StatsQuery,
     no_announcements,
 )
 from snapreport.orders.repository import SqlOrderRepository
@@ -273,6 +275,10 @@ class FlakyOrders:
     async def open_orders_for(self, user_id: str) -> Sequence[Order]:
         self._check("open_orders_for")
         return await self.inner.open_orders_for(user_id)
+
+    async def stats(self, query: StatsQuery) -> Sequence[StatsGroup]:
+        self._check("stats")
+        return await self.inner.stats(query)
 
     async def has_image(self, user_id: str, key: str) -> bool:
         self._check("has_image")

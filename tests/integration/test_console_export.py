@@ -49,7 +49,7 @@ async def app(orders_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterato
 
 
 async def export(
-    app: Running, headers: dict[str, str], **params: object
+    app: Running, headers: dict[str, str], **params: str | int
 ) -> tuple[list[dict[str, str]], bytes, dict[str, str]]:
     async with app.client.stream(
         "GET", "/api/v1/orders.csv", params=params, headers=headers

@@ -194,3 +194,14 @@ async def test_an_unknown_grouping_and_no_credentials_are_refused(app: Running) 
     assert unknown.status_code == 422
     anonymous = await app.client.get("/api/v1/stats")
     assert anonymous.status_code == 401
+
+
+async def test_the_console_routes_are_in_the_openapi_document(app: Running) -> None:
+    paths = (await app.client.get("/openapi.json")).json()["paths"]
+    for path in ("/api/v1/stats", "/api/v1/orders.csv", "/api/v1/events"):
+        assert "get" in paths[path], path
+    stats_params = {p["name"] for p in paths["/api/v1/stats"]["get"]["parameters"]}
+    assert {"from", "to", "group_by"} <= stats_params
+    csv_params = {p["name"] for p in paths["/api/v1/orders.csv"]["get"]["parameters"]}
+    list_params = {p["name"] for p in paths["/api/v1/orders"]["get"]["parameters"]}
+    assert list_params - {"cursor", "limit"} <= csv_params
