@@ -91,14 +91,18 @@ class Hub:
     def open_streams(self) -> int:
         return len(self._open)
 
-    def open(self) -> Subscription:
-        """A new stream's subscription; ``TooManyStreams`` (503) when ``max_streams`` are open.
-        Give it back with ``release``."""
+    def check_room(self) -> None:
+        """``TooManyStreams`` (503) when ``max_streams`` are open."""
         if len(self._open) >= self.max_streams:
             raise TooManyStreams(
                 f"this server already holds {self.max_streams} live streams, its limit "
                 "(SNAPREPORT_LIVE__MAX_STREAMS); try again later"
             )
+
+    def open(self) -> Subscription:
+        """A new stream's subscription (``TooManyStreams`` when there is no room); give it
+        back with ``release``."""
+        self.check_room()
         subscription = Subscription(self._max_queued)
         self._open.add(subscription)
         return subscription

@@ -4,10 +4,10 @@ Each change the caller may see is one ``event: order`` whose ``data`` is
 ``{"type": "order.<change>", "order": {...}}`` (the order as the API shows it), from whichever
 process made it (``live``: Redis pub/sub across workers, memory in one process). Visibility is
 checked per event with the same rule as the list (``dispatch.roles.can_see``) on the order as
-the change left it. The stream opens with ``retry:`` and a comment, sends a comment every
-``LIVE__HEARTBEAT_SECONDS`` (proxies keep it open), and ends when its client falls
-``LIVE__MAX_QUEUED`` events behind or the server stops: the client reconnects after
-``retry`` and reloads. A process holds at most ``LIVE__MAX_STREAMS`` streams (then 503).
+the change left it. The stream opens with ``retry:`` and a comment (every change after it is
+delivered), sends a comment every ``LIVE__HEARTBEAT_SECONDS`` (proxies keep it open), and
+ends when its client falls ``LIVE__MAX_QUEUED`` events behind or the server stops: the client
+reconnects after ``retry`` and reloads. A process holds at most ``LIVE__MAX_STREAMS`` streams (then 503).
 Delivery is at most once; docs/console.md says where changes can be missed.
 """
 
@@ -25,6 +25,7 @@ from snapreport.channels.http.auth import CurrentCaller
 from snapreport.channels.http.schemas import ErrorOut, OrderOut
 from snapreport.channels.http.state import State
 from snapreport.dispatch.roles import Roles, can_see
+from snapreport.errors import TooManyStreams
 from snapreport.live.base import LiveEvent, Subscription
 
 router = APIRouter(tags=["console"])
@@ -61,9 +62,16 @@ async def events(state: State, caller: CurrentCaller) -> StreamingResponse:
     """Order changes the caller may see, as Server-Sent Events (``event: order``)."""
     live = state.app.settings.live
     hub = state.app.live.hub
-    subscription = hub.open()  # 503 here, before the answer starts
+    hub.check_room()  # answered as a 503 while it still can be
 
     async def stream() -> AsyncIterator[bytes]:
+        # subscribed only once the answer streams, so a client that went away before it
+        # started holds no slot; changes are delivered from the opening frame on
+        try:
+            subscription = hub.open()
+        except TooManyStreams:
+            yield b": too many streams, try again later\n\n"
+            return
         try:
             yield f"retry: {live.retry_ms}\n: connected\n\n".encode()
             async for chunk in _frames(subscription, caller.roles, live.heartbeat_seconds):
