@@ -313,6 +313,12 @@ async def build_live_feed(
         return feed
     from snapreport.live.memory import MemoryLiveFeed
 
+    if settings.session.backend == "sqlite":
+        log.warning(
+            "live_feed_single_process",
+            fix="live streams see only this process's changes; with several worker "
+            "processes, put sessions on Redis (SNAPREPORT_SESSION__BACKEND=redis)",
+        )
     memory = MemoryLiveFeed(hub)
     stack.push_async_callback(memory.aclose)
     return memory

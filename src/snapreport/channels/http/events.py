@@ -7,8 +7,8 @@ checked per event with the same rule as the list (``dispatch.roles.can_see``) on
 the change left it. The stream opens with ``retry:`` and a comment (every change after it is
 delivered), sends a comment every ``LIVE__HEARTBEAT_SECONDS`` (proxies keep it open), and
 ends when its client falls ``LIVE__MAX_QUEUED`` events behind or the server stops: the client
-reconnects after ``retry`` and reloads. A process holds at most ``LIVE__MAX_STREAMS`` streams (then 503).
-Delivery is at most once; docs/console.md says where changes can be missed.
+reconnects after ``retry`` and reloads. A process holds at most ``LIVE__MAX_STREAMS`` streams
+(then 503). Delivery is at most once; docs/console.md says where changes can be missed.
 """
 
 from __future__ import annotations
