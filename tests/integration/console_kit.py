@@ -1,4 +1,4 @@
-"""Console API test helpers: an app on the dispatch rules with tokens, filing orders through
+"""Console API test kit: an app on the dispatch rules with tokens, filing orders through
 the admin API, acting as a user through the service token."""
 
 from __future__ import annotations
