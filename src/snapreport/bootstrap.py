@@ -300,8 +300,9 @@ def build_open311(settings: Settings) -> Open311Parts:
 async def build_live_feed(
     settings: Settings, stack: AsyncExitStack, redis: aioredis.Redis | None = None
 ) -> LiveFeed:
-    """The live feed: Redis pub/sub when sessions are on Redis (every worker sees every
-    change), else in memory (this process's changes only)."""
+    """The live feed: Redis pub/sub when sessions are on Redis, else PostgreSQL LISTEN/NOTIFY
+    when orders are on PostgreSQL (either way every worker sees every change), else in memory
+    (this process's changes only)."""
     live = settings.live
     hub = Hub(max_streams=live.max_streams, max_queued=live.max_queued)
     if redis is not None:
@@ -311,13 +312,25 @@ async def build_live_feed(
         await feed.start()
         stack.push_async_callback(feed.aclose)
         return feed
+    from snapreport.orders.database import parse_url
+
+    orders_url = parse_url(settings.orders.url)
+    if orders_url.get_backend_name() == "postgresql":
+        from snapreport.live.postgres import PostgresLiveFeed
+
+        dsn = orders_url.set(drivername="postgresql").render_as_string(hide_password=False)
+        listening = PostgresLiveFeed(dsn, hub)
+        await listening.start()
+        stack.push_async_callback(listening.aclose)
+        return listening
     from snapreport.live.memory import MemoryLiveFeed
 
     if settings.session.backend == "sqlite":
         log.warning(
             "live_feed_single_process",
             fix="live streams see only this process's changes; with several worker "
-            "processes, put sessions on Redis (SNAPREPORT_SESSION__BACKEND=redis)",
+            "processes, put sessions on Redis (SNAPREPORT_SESSION__BACKEND=redis) or orders "
+            "on PostgreSQL (SNAPREPORT_ORDERS__URL=postgresql://...)",
         )
     memory = MemoryLiveFeed(hub)
     stack.push_async_callback(memory.aclose)
