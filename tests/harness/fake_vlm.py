@@ -13,6 +13,13 @@ Attributes and methods (a stable API; other suites rely on it):
     The next answer's ``message.content`` is ``json.dumps(obj)``.
 ``enqueue_content(text, *, delay=0.0)``
     The next answer's content is ``text`` verbatim (fenced JSON, prose, garbage...).
+``enqueue_intent(obj, *, delay=0.0)`` / ``enqueue_intent_content(text, *, delay=0.0)``
+    The next answer to a text-understanding request (one whose system prompt names the
+    ``"intent"`` field) is ``json.dumps(obj)`` / ``text`` verbatim. Such requests are answered
+    from this queue only, so scripted photo and chat answers keep their order; when it is
+    empty they get ``default_intent``.
+``enqueue_intent_error(status)``
+    The next text-understanding request gets an HTTP error ``status``.
 ``enqueue_error(status, *, retry_after=None, message=None, code=None)``
     The next answer is an HTTP error ``status`` with ``{"error": {"message", "type", "code"}}``
     and, if given, a ``Retry-After`` header.
@@ -23,6 +30,11 @@ Attributes and methods (a stable API; other suites rely on it):
     verification) ``{"resolved": true, "note": ...}``; for other requests in JSON mode or whose
     prompt mentions JSON, the analysis ``{"alarm_type": "消防通道堵塞", "description": ...,
     "confidence": 0.9}``; for plain chat a short text. Tests may reassign them.
+``default_intent``
+    ``{"intent": "none"}``: an intent the dialogue does not know, so it goes on as it would
+    without understanding.
+``intent_requests``
+    The text-understanding requests among ``requests``.
 ``requests``
     Every request that reached ``/v1/chat/completions``, oldest first, as ``RecordedRequest``:
     a ``dict`` (the parsed JSON body, ``{}`` if it was not JSON) with ``.size`` (body bytes),
@@ -65,6 +77,8 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
 }
 DEFAULT_VERIFICATION: dict[str, Any] = {"resolved": True, "note": "通道已清理干净,问题已解决。"}
 DEFAULT_CHAT = "您好,我是现场安全助手。发送现场照片即可上报问题。"
+DEFAULT_INTENT: dict[str, Any] = {"intent": "none"}
+INTENT_MARKER = '"intent"'  # the understanding prompt describes the answer's fields
 
 
 class RecordedRequest(dict[str, Any]):
@@ -161,8 +175,10 @@ class FakeVLM:
         self.default_analysis: dict[str, Any] = dict(DEFAULT_ANALYSIS)
         self.default_verification: dict[str, Any] = dict(DEFAULT_VERIFICATION)
         self.default_chat = DEFAULT_CHAT
+        self.default_intent: dict[str, Any] = dict(DEFAULT_INTENT)
         self.requests: list[RecordedRequest] = []
         self._queue: deque[_Scripted] = deque()
+        self._intents: deque[_Scripted] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
@@ -177,6 +193,23 @@ class FakeVLM:
     def enqueue_content(self, text: str, *, delay: float = 0.0) -> None:
         with self._lock:
             self._queue.append(_Scripted(200, content=text, delay=delay))
+
+    def enqueue_intent(self, obj: object, *, delay: float = 0.0) -> None:
+        self.enqueue_intent_content(json.dumps(obj, ensure_ascii=False), delay=delay)
+
+    def enqueue_intent_content(self, text: str, *, delay: float = 0.0) -> None:
+        with self._lock:
+            self._intents.append(_Scripted(200, content=text, delay=delay))
+
+    def enqueue_intent_error(self, status: int) -> None:
+        error = {"message": f"scripted error {status}", "type": "server_error", "code": "x"}
+        with self._lock:
+            self._intents.append(_Scripted(status, error=error))
+
+    @property
+    def intent_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if _asks_for_intent(r)]
 
     def enqueue_error(
         self,
@@ -203,6 +236,7 @@ class FakeVLM:
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
+            self._intents.clear()
             self.requests.clear()
             self.delay = 0.0
 
@@ -264,11 +298,15 @@ class FakeVLM:
             json_mode = self._validate(record)
         except _BadRequest as exc:
             return 400, _error(exc.message, "invalid_request_error", exc.code), {}, 0.0
+        intent = _asks_for_intent(record)
         with self._lock:
-            scripted = self._queue.popleft() if self._queue else None
+            queue = self._intents if intent else self._queue
+            scripted = queue.popleft() if queue else None
             delay = self.delay
         if scripted is None:
-            if record.image_count >= 2:
+            if intent:
+                content = json.dumps(self.default_intent, ensure_ascii=False)
+            elif record.image_count >= 2:
                 content = json.dumps(self.default_verification, ensure_ascii=False)
             elif json_mode or _asks_for_json(record):
                 content = json.dumps(self.default_analysis, ensure_ascii=False)
@@ -354,6 +392,13 @@ class FakeVLM:
 
 def _asks_for_json(record: RecordedRequest) -> bool:
     return any("json" in text.lower() for text in record.texts)
+
+
+def _asks_for_intent(record: RecordedRequest) -> bool:
+    messages = record.get("messages") or []
+    first = messages[0] if messages and isinstance(messages[0], dict) else {}
+    system = first.get("content") if first.get("role") == "system" else None
+    return isinstance(system, str) and INTENT_MARKER in system
 
 
 def _error(message: str, kind: str, code: str) -> dict[str, Any]:
