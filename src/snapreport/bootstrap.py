@@ -242,6 +242,7 @@ def build_vision(settings: Settings) -> VisionModel:
         base_url=v.base_url,
         api_key=v.api_key.get_secret_value(),
         model=v.model,
+        text_model=v.text_model,
         timeout_seconds=v.timeout_seconds,
         max_retries=v.max_retries,
     )
@@ -510,6 +511,7 @@ async def build(
             catalog=tuple(settings.alarm_types),
             language=settings.language,
             links=identity.links,
+            text_timeout_seconds=settings.vision.text_timeout_seconds,
         )
         app = App(
             settings,

@@ -65,6 +65,9 @@ class VisionSettings(BaseModel):
     model: str = "qwen-vl-max"
     timeout_seconds: float = Field(30.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+    # understanding free text: the model asked (empty: ``model``) and the most a turn waits
+    text_model: str = ""
+    text_timeout_seconds: float = Field(8.0, gt=0, le=60)
 
     @property
     def enabled(self) -> bool:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from snapreport.session.history import Message
 from snapreport.session.model import ExpiredSession
-from snapreport.vision.base import Analysis, Image, Verification, VisionModel
+from snapreport.vision.base import Analysis, Image, TextQuery, Verification, VisionModel
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -122,6 +123,10 @@ class TimedVision:
     ) -> str:
         with self._timed("chat"):
             return await self._inner.chat(messages, images, language=language)
+
+    async def understand(self, query: TextQuery, *, language: str) -> dict[str, Any]:
+        with self._timed("understand"):
+            return await self._inner.understand(query, language=language)
 
     @contextlib.contextmanager
     def _timed(self, operation: str) -> Iterator[None]:

@@ -33,8 +33,8 @@ Attributes and methods (a stable API; other suites rely on it):
 ``default_intent``
     ``{"intent": "none"}``: an intent the dialogue does not know, so it goes on as it would
     without understanding.
-``intent_requests``
-    The text-understanding requests among ``requests``.
+``intent_requests`` / ``vision_requests``
+    The text-understanding requests among ``requests``, and all the others.
 ``requests``
     Every request that reached ``/v1/chat/completions``, oldest first, as ``RecordedRequest``:
     a ``dict`` (the parsed JSON body, ``{}`` if it was not JSON) with ``.size`` (body bytes),
@@ -210,6 +210,11 @@ class FakeVLM:
     def intent_requests(self) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if _asks_for_intent(r)]
+
+    @property
+    def vision_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if not _asks_for_intent(r)]
 
     def enqueue_error(
         self,

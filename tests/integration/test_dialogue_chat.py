@@ -28,7 +28,7 @@ async def test_the_model_answers_small_talk(kit: Kit, fake_vlm: FakeVLM) -> None
     outcome = await kit.text("你好，你能做什么？")
     assert outcome.state == "idle"
     assert [r.text for r in outcome.replies] == ["您好！发送现场照片即可上报。"]
-    (request,) = fake_vlm.requests
+    (request,) = fake_vlm.vision_requests
     assert request.image_count == 0
     assert "你好，你能做什么？" in request.texts
     assert "response_format" not in request
@@ -40,7 +40,7 @@ async def test_only_the_latest_photo_goes_inline(kit: Kit, fake_vlm: FakeVLM) ->
     fake_vlm.reset()
     outcome = await kit.text("刚才那张照片里是什么问题？")
     assert outcome.state == "idle"
-    (request,) = fake_vlm.requests
+    (request,) = fake_vlm.vision_requests
     assert request.image_count == 1
     assert IMAGE_PLACEHOLDER in request.texts
     assert request.texts[-1] == "刚才那张照片里是什么问题？"
@@ -60,7 +60,7 @@ async def test_a_photo_gone_from_the_store_becomes_a_placeholder(
     fake_vlm.reset()
     outcome = await kit.text("还在吗")
     assert outcome.replies[0].text == fake_vlm.default_chat
-    (request,) = fake_vlm.requests
+    (request,) = fake_vlm.vision_requests
     assert request.image_count == 0
 
 

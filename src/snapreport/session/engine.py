@@ -150,6 +150,7 @@ class SessionEngine:
             return session
         fresh = self.codec.new(user_id, now)
         fresh.version = session.version  # the count of commits carries over an expiry
+        fresh.language = session.language  # and so does the language the user chose
         if session.state != "idle":
             fresh.expired_from = ExpiredSession(
                 session.state, session.slots, session.updated_at + ttl

@@ -23,6 +23,7 @@ _STATE_SET: Final[frozenset[str]] = frozenset(STATES)
 MAX_USER_ID_CHARS: Final = 64
 MAX_SLOT_CHARS: Final = 4000
 MAX_CHOICES: Final = 100
+MAX_LANGUAGE_CHARS: Final = 16
 # the ONE user-id rule: the API's schemas and the web page (given it by the server) use it too
 USER_ID_PATTERN: Final = rf"^[A-Za-z0-9_.@:-]{{1,{MAX_USER_ID_CHARS}}}$"
 _USER_ID = re.compile(USER_ID_PATTERN)
@@ -63,6 +64,8 @@ class Slots(msgspec.Struct, omit_defaults=True):
     alarm_id: SlotText = ""
     close_image_key: SlotText = ""
     close_attempts: int = 0
+    # what the last reply asked, when it was more than the state says ("type": which type)
+    awaiting: SlotText = ""
     choices: Annotated[list[SlotText], msgspec.Meta(max_length=MAX_CHOICES)] = msgspec.field(
         default_factory=list
     )
@@ -86,6 +89,8 @@ class _Record(msgspec.Struct, array_like=True, gc=False):
     version: int
     created_at: float
     updated_at: float
+    # added later: a record stored before it has no such element and decodes with ""
+    language: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +105,17 @@ class ExpiredSession:
 class Session:
     """One user's conversation: the state machine's state, its slots, and the recent history.
 
-    ``version`` counts commits; ``created_at`` and ``updated_at`` are clock times (seconds);
+        ``version`` counts commits; ``created_at`` and ``updated_at`` are clock times (seconds);
+        ``language`` is the reply language the user chose ("" until one was chosen or hinted);
     ``expired_from`` is set by the engine when this turn found the previous session expired
-    while a report or close was pending (it is never stored).
+        while a report or close was pending (it is never stored).
     """
 
     __slots__ = (
         "created_at",
         "expired_from",
         "history",
+        "language",
         "slots",
         "state",
         "updated_at",
@@ -126,8 +133,10 @@ class Session:
         version: int = 0,
         created_at: float = 0.0,
         updated_at: float = 0.0,
+        language: str = "",
     ) -> None:
         self.user_id = user_id
+        self.language = language
         self.state: State = state
         self.slots = slots if slots is not None else Slots()
         self.history = history if history is not None else History()
@@ -161,6 +170,8 @@ class Session:
         """
         if not isinstance(self.state, str) or self.state not in _STATE_SET:
             raise InvalidState(f"unknown state {self.state!r}; expected one of {', '.join(STATES)}")
+        if not isinstance(self.language, str) or len(self.language) > MAX_LANGUAGE_CHARS:
+            raise InvalidSlotValue(f"language must be a short string, not {self.language!r}")
         if not isinstance(self.history, History):
             raise InvalidHistory(f"history must be a History, not {type(self.history).__name__}")
         slots = self.slots
@@ -212,6 +223,7 @@ class SessionCodec:
             session.version if version is None else version,
             session.created_at,
             session.updated_at if updated_at is None else updated_at,
+            session.language,
         )
         return self._encoder.encode(record)
 
@@ -221,7 +233,13 @@ class SessionCodec:
         history = History(
             record.turns, max_turns=self.max_turns, max_text_chars=self.max_text_chars
         )
-        session = Session(user_id, state=record.state, slots=record.slots, history=history)
+        session = Session(
+            user_id,
+            state=record.state,
+            slots=record.slots,
+            history=history,
+            language=record.language,
+        )
         session.version = record.version
         session.created_at = record.created_at
         session.updated_at = record.updated_at

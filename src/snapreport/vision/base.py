@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from snapreport.session.history import Message
 
@@ -61,6 +61,19 @@ class Verification:
     verified: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class TextQuery:
+    """A text the dialogue's words did not match, with what the model needs to understand it:
+    the state, the pending report (``type``, ``location``, ``description`` when set), the
+    catalog and the last turns as ``(role, text)``."""
+
+    text: str
+    state: str
+    pending: Mapping[str, str]
+    catalog: Sequence[str]
+    turns: Sequence[tuple[str, str]] = ()
+
+
 class VisionModel(Protocol):
     """A vision-language model, or the manual mode that stands in for one."""
 
@@ -84,6 +97,11 @@ class VisionModel(Protocol):
     ) -> str:
         """A short chat answer to the conversation so far. ``messages`` come from
         ``Session.history_for_vision()``; ``images`` maps their image keys to bytes."""
+        ...
+
+    async def understand(self, query: TextQuery, *, language: str) -> dict[str, Any]:
+        """What the user means: the JSON object the model answered (unchecked: the dialogue
+        checks every field). Raises ``VisionUnavailable`` when there is no such object."""
         ...
 
     async def aclose(self) -> None: ...

@@ -1,16 +1,18 @@
 """``ManualVision``: the stand-in when no vision model is configured.
 
 Reports go on unclassified (the user corrects the type at confirmation), closes are recorded as
-unverified, and small talk gets the dialogue's help text instead of a model's answer.
+unverified, small talk gets the dialogue's help text instead of a model's answer, and only the
+dialogue's words are understood.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from snapreport.errors import VisionUnavailable
 from snapreport.session.history import Message
-from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, Verification
+from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, TextQuery, Verification
 
 
 class ManualVision:
@@ -34,6 +36,10 @@ class ManualVision:
         self, messages: Sequence[Message], images: Mapping[str, Image], *, language: str
     ) -> str:
         """Raises ``VisionUnavailable``: the dialogue answers with its help text instead."""
+        raise VisionUnavailable("no vision model is configured (manual mode)")
+
+    async def understand(self, query: TextQuery, *, language: str) -> dict[str, Any]:
+        """Raises ``VisionUnavailable``: without a model only the dialogue's words count."""
         raise VisionUnavailable("no vision model is configured (manual mode)")
 
     async def aclose(self) -> None:

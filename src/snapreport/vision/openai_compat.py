@@ -34,9 +34,9 @@ from snapreport.errors import InvalidImage, VisionUnavailable
 from snapreport.logs import get_logger
 from snapreport.session.history import ImagePart, Message, TextPart
 from snapreport.vision import prompts
-from snapreport.vision.base import Analysis, Image, PreparedImage, Verification
+from snapreport.vision.base import Analysis, Image, PreparedImage, TextQuery, Verification
 from snapreport.vision.imaging import JPEG_QUALITY, MAX_EDGE, downscale
-from snapreport.vision.parsing import parse_analysis, parse_verification
+from snapreport.vision.parsing import extract_json_object, parse_analysis, parse_verification
 
 log = get_logger(__name__)
 
@@ -58,6 +58,7 @@ class OpenAICompatVision:
         base_url: str,
         api_key: str,
         model: str,
+        text_model: str = "",
         timeout_seconds: float = 30.0,
         max_retries: int = 2,
         backoff_seconds: float = 0.5,
@@ -78,6 +79,7 @@ class OpenAICompatVision:
         base = base_url.rstrip("/").removesuffix("/chat/completions")
         self.base_url = base
         self.model = model
+        self.text_model = text_model or model
         self.timeout_seconds = timeout_seconds
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
@@ -176,6 +178,18 @@ class OpenAICompatVision:
             answer = answer[: MAX_CHAT_ANSWER_CHARS - 1] + "…"
         return answer
 
+    async def understand(self, query: TextQuery, *, language: str) -> dict[str, Any]:
+        """One request to ``text_model``, no retry (the dialogue bounds the wait and falls back
+        to its words); the first JSON object of the answer, unchecked."""
+        messages: list[JSONObject] = [
+            {"role": "system", "content": prompts.understanding_system_prompt(language)},
+            {"role": "user", "content": prompts.understanding_prompt(query)},
+        ]
+        answer = await self._complete(
+            messages, json_mode=True, purpose="understanding", model=self.text_model, retries=0
+        )
+        return extract_json_object(answer)
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -194,9 +208,9 @@ class OpenAICompatVision:
         except InvalidImage as exc:
             raise VisionUnavailable(f"the photo cannot be prepared for the model: {exc}") from exc
 
-    def _body(self, messages: list[JSONObject], *, json_mode: bool) -> bytes:
+    def _body(self, messages: list[JSONObject], *, json_mode: bool, model: str) -> bytes:
         body: JSONObject = {
-            "model": self.model,
+            "model": model,
             "messages": messages,
             "max_tokens": self.max_tokens,
             "temperature": 0.1 if json_mode else 0.5,
@@ -207,8 +221,18 @@ class OpenAICompatVision:
         body.update(self.extra_body)
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    async def _complete(self, messages: list[JSONObject], *, json_mode: bool, purpose: str) -> str:
-        body = self._body(messages, json_mode=json_mode)
+    async def _complete(
+        self,
+        messages: list[JSONObject],
+        *,
+        json_mode: bool,
+        purpose: str,
+        model: str = "",
+        retries: int | None = None,
+    ) -> str:
+        model = model or self.model
+        max_retries = self.max_retries if retries is None else retries
+        body = self._body(messages, json_mode=json_mode, model=model)
         attempt = 0
         while True:
             started = time.monotonic()
@@ -227,7 +251,7 @@ class OpenAICompatVision:
                     f"the vision model's base URL is not http(s): {self.base_url!r}"
                 ) from exc
             except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
+                if attempt >= max_retries:
                     raise VisionUnavailable(
                         f"cannot reach the vision model ({type(exc).__name__}) "
                         f"after {attempt + 1} attempt(s)"
@@ -257,12 +281,12 @@ class OpenAICompatVision:
                 # the parser copes with what comes back. Remember it for later requests.
                 log.warning("vision_json_mode_refused", purpose=purpose, detail=detail)
                 self._json_mode_supported = False
-                body = self._body(messages, json_mode=json_mode)
+                body = self._body(messages, json_mode=json_mode, model=model)
                 continue
             if status not in RETRYABLE_STATUS and status < 500:
                 log.warning("vision_refused", purpose=purpose, detail=detail)
                 raise VisionUnavailable(f"the vision model refused the request: {detail}")
-            if attempt >= self.max_retries:
+            if attempt >= max_retries:
                 raise VisionUnavailable(
                     f"the vision model failed: {detail} after {attempt + 1} attempt(s)"
                 )

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Final
+
+from snapreport.vision.base import TextQuery
 
 
 def _is_zh(language: str) -> bool:
@@ -94,6 +97,55 @@ def chat_system_prompt(language: str) -> str:
     )
 
 
+INTENTS: Final[tuple[str, ...]] = (
+    "confirm",
+    "cancel",
+    "set_type",
+    "set_location",
+    "close_order",
+    "accept_order",
+    "my_orders",
+    "my_tasks",
+    "help",
+    "smalltalk",
+)
+_MAX_TURN_CHARS: Final = 300
+
+
+def understanding_system_prompt(language: str) -> str:
+    """What the text-understanding request asks for: one JSON object of the contract's fields."""
+    reply_language = "Chinese (zh-CN)" if _is_zh(language) else "English"
+    return (
+        "You read one message a user sent to a site-safety reporting assistant and say what "
+        "the user wants. The assistant files reports (photo, then location, then "
+        "confirmation) and handles work orders. Answer with one JSON object and nothing else: "
+        '{"intent": one of ' + ", ".join(INTENTS) + ', "alarm_type": string or null, '
+        '"location": string or null, "order_number": string or null, "reply": string or null}. '
+        "confirm: submit the pending report. cancel: drop what is pending. set_type: the "
+        "problem is of another type (alarm_type: exactly one name of the catalog). "
+        "set_location: where the problem is (location: the place only, without filler words). "
+        "close_order: close a work order (order_number if the user gave one, else null). "
+        "accept_order: take a work order (order_number). my_orders: list my orders. my_tasks: "
+        "orders waiting for me. help: how to use the assistant. smalltalk: anything else "
+        f"(reply: a short friendly answer in {reply_language}). Use null for fields that do "
+        "not apply. Never invent an order number."
+    )
+
+
+def understanding_prompt(query: TextQuery) -> str:
+    """The user's text with the state, the pending report, the catalog and the last turns."""
+    pending = "; ".join(f"{k}: {v}" for k, v in query.pending.items() if v) or "none"
+    turns = "\n".join(f"{role}: {text[:_MAX_TURN_CHARS]}" for role, text in query.turns)
+    return (
+        f"State: {query.state}\n"
+        f"Pending report: {pending}\n"
+        f"Catalog of alarm types: {', '.join(query.catalog)}\n"
+        f"Last turns:\n{turns or '(none)'}\n"
+        f"The user's message: {query.text}\n"
+        "Answer with the JSON object."
+    )
+
+
 def missing_image_text(language: str) -> str:
     """What stands in for an image whose bytes the caller did not provide."""
     return "[图片不可用]" if _is_zh(language) else "[photo not available]"
@@ -104,5 +156,7 @@ __all__ = [
     "analysis_system_prompt",
     "chat_system_prompt",
     "missing_image_text",
+    "understanding_prompt",
+    "understanding_system_prompt",
     "verification_prompt",
 ]

@@ -29,6 +29,7 @@ TextTrigger = Literal[
     "reject",
     "reopen",
     "my_tasks",
+    "language",
     "text",
 ]
 
@@ -40,6 +41,15 @@ LOGIN_WORDS: Final = frozenset({"登录", "login"})
 FORCE_CLOSE_WORDS: Final = frozenset({"强制结单", "force close"})
 YES_WORDS: Final = frozenset({"确认", "是", "是的", "对", "好", "好的", "提交", "ok", "yes", "y"})
 NO_WORDS: Final = frozenset({"否", "不", "不用了", "no", "n"})
+# the reply language a word chooses
+LANGUAGE_WORDS: Final[dict[str, str]] = {
+    "中文": "zh-CN",
+    "简体中文": "zh-CN",
+    "chinese": "zh-CN",
+    "english": "en",
+    "英文": "en",
+    "英语": "en",
+}
 
 _WORDS: Final[tuple[tuple[frozenset[str], TextTrigger], ...]] = (
     (CANCEL_WORDS, "cancel"),
@@ -106,6 +116,8 @@ def parse(text: str) -> Command:
     for words, trigger in _WORDS:
         if folded in words:
             return Command(trigger)
+    if folded in LANGUAGE_WORDS:
+        return Command("language", LANGUAGE_WORDS[folded])
     for pattern, trigger in _PREFIXED:
         match = pattern.fullmatch(cleaned)
         if match is not None:
@@ -117,14 +129,20 @@ def pick_choice(text: str, choices: tuple[str, ...]) -> str | None:
     """The choice ``text`` names, by 1-based number or by value; None if it names none.
 
     A number out of range returns ``""``, so the caller can say which numbers are valid.
+    Values are compared folded and without spaces (``垃圾 堆放``, ``ＡＢ`` match).
     """
     if not choices:
         return None
-    folded = fold(text)
+    folded = squeeze(text)
     if folded.isdecimal():
         index = int(folded)
         return choices[index - 1] if 1 <= index <= len(choices) else ""
     for choice in choices:
-        if fold(choice) == folded:
+        if squeeze(choice) == folded:
             return choice
     return None
+
+
+def squeeze(text: str) -> str:
+    """``fold`` without any spaces: how a choice or a catalog name is compared."""
+    return "".join(fold(text).split())

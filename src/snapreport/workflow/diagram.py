@@ -39,6 +39,8 @@ TRIGGER_LABELS: Final[dict[Trigger, str]] = {
     "text": "other text",
     "close": "close [N]",
     "choice": "choice",
+    "type_choice": "type N or name",
+    "language": "中文 or English",
     "yes": "yes",
     "no": "no",
     "set_type": "type X",

@@ -69,9 +69,12 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The answer to one event: replies, the state after it, and the order it created or
-    closed (if any)."""
+    """The answer to one event: replies, the state after it, the order it created or closed
+    (if any), the answers the last reply offers (a channel may show them as buttons) and the
+    language the replies are in."""
 
     replies: tuple[Reply, ...]
     state: State
     order: Order | None = None
+    choices: tuple[str, ...] = ()
+    language: str = ""

@@ -72,8 +72,9 @@ from snapreport.workflow.handlers.context import (
     Upload,
 )
 from snapreport.workflow.states import TRANSITIONS, Route, build_routes, route
-from snapreport.workflow.texts import DEFAULT_LANGUAGE, load_texts
+from snapreport.workflow.texts import DEFAULT_LANGUAGE, Texts, load_texts
 from snapreport.workflow.triggers import Trigger
+from snapreport.workflow.understanding import understand
 
 MAX_TEXT_CHARS: Final = 2000
 
@@ -89,6 +90,7 @@ class _Incoming:
     upload: Upload | None = None
     place: str | None = None
     verified: bool = False
+    free: bool = False  # a text message (not a caption): the model may say what it means
 
 
 class _Unchanged(Exception):  # rolls the turn back; never leaves this module
@@ -115,6 +117,7 @@ class IncidentAssistant:
         language: str = DEFAULT_LANGUAGE,
         max_text_chars: int = MAX_TEXT_CHARS,
         links: SignInLinkIssuer | None = None,
+        text_timeout_seconds: float = 8.0,
     ) -> None:
         self.engine = engine
         self.max_text_chars = min(max_text_chars, engine.config.max_text_chars)
@@ -126,6 +129,7 @@ class IncidentAssistant:
             catalog=_check_catalog(catalog),
             ttl_seconds=engine.config.ttl_seconds,
             links=links,
+            text_timeout_seconds=text_timeout_seconds,
         )
         self._routes = build_routes(TRANSITIONS)
 
@@ -137,9 +141,19 @@ class IncidentAssistant:
     def catalog(self) -> tuple[str, ...]:
         return self._services.catalog
 
-    async def handle(self, user_id: str, event: Event, origin: Origin | None = None) -> Outcome:
+    async def handle(
+        self,
+        user_id: str,
+        event: Event,
+        origin: Origin | None = None,
+        *,
+        language: str | None = None,
+    ) -> Outcome:
         """Handle one user message within one session turn and answer it. With ``origin``,
         the orders it writes are keyed by it: sent again, it answers with the same order.
+        ``language`` is the channel's hint (a browser's language, say "en-GB"): it chooses
+        the reply language of a session that has none yet (``中文`` / ``English`` choose it
+        at any time), and the session remembers it.
 
         Raises what the session engine raises (``InvalidUserId``, ``SessionBusy``,
         ``StoreUnavailable``, ``LockLost``) and what the ports raise besides the refusals the
@@ -149,41 +163,75 @@ class IncidentAssistant:
         message = None if origin is None else MessageKey(origin.channel, user_id, origin.message_id)
         try:
             async with self.engine.turn(user_id) as session:
-                return await self._handle(session, event, message)
+                return await self._handle(session, event, message, language)
         except _Unchanged as unchanged:
             return unchanged.outcome
 
-    async def _handle(self, session: Session, event: Event, message: MessageKey | None) -> Outcome:
+    async def _handle(
+        self, session: Session, event: Event, message: MessageKey | None, hint: str | None
+    ) -> Outcome:
+        texts = self._texts(session, hint)
         notices: tuple[str, ...] = ()
         if session.expired_from is not None:
-            notices = await self._expiry_notice(session)
+            notices = await self._expiry_notice(session, texts)
         try:
-            incoming = await self._receive(session, event)
+            incoming = await self._receive(session, event, texts)
             session.history.add_user(incoming.content)
-            step = await self._dispatch(session, incoming, message)
+            step, texts = await self._dispatch(session, incoming, message, texts)
         except Rejected as rejected:
             if session.expired_from is None:
-                raise _Unchanged(Outcome((Reply(rejected.reply),), session.state)) from None
+                raise _Unchanged(
+                    Outcome((Reply(rejected.reply),), session.state, language=texts.language)
+                ) from None
             session.clear()
-            return Outcome(tuple(Reply(t) for t in (*notices, rejected.reply)), session.state)
+            return Outcome(
+                tuple(Reply(t) for t in (*notices, rejected.reply)),
+                session.state,
+                language=texts.language,
+            )
         replies = (*notices, *step.replies)
         for text in (*notices, *(step.replies if step.history is None else step.history)):
             session.history.add_assistant(text)
-        return Outcome(tuple(Reply(t) for t in replies), session.state, step.order)
+        return Outcome(
+            tuple(Reply(t) for t in replies),
+            session.state,
+            step.order,
+            choices=step.choices,
+            language=texts.language,
+        )
 
-    async def _expiry_notice(self, session: Session) -> tuple[str, ...]:
+    def _texts(self, session: Session, hint: str | None) -> Texts:
+        """The session's language; a session without one takes the channel's hint, if it
+        names a language we speak, and remembers it."""
+        if not session.language:
+            hinted = language_of(hint)
+            if hinted is not None:
+                session.language = hinted
+        return self._services.texts_for(session.language)
+
+    async def _expiry_notice(self, session: Session, texts: Texts) -> tuple[str, ...]:
         assert session.expired_from is not None
         found = self._routes.get((session.expired_from.state, "expired"))
         if found is None:
             return ()
-        step = await found.handler(Context(self._services, session, "expired"))
+        step = await found.handler(Context(self._services, session, "expired", texts=texts))
         return step.replies
 
     async def _dispatch(
-        self, session: Session, incoming: _Incoming, message: MessageKey | None
-    ) -> Step:
+        self, session: Session, incoming: _Incoming, message: MessageKey | None, texts: Texts
+    ) -> tuple[Step, Texts]:
         source = session.state
         trigger, found = route(self._routes, source, incoming.trigger)
+        arg = incoming.arg if trigger == incoming.trigger else ""
+        reply = ""
+        if trigger == "text" and incoming.free and self._services.vision.enabled:
+            # no word of this state matched: the model may say what the text means, which
+            # is then carried out exactly as the equivalent words (same row, same handler)
+            understood = await understand(self._services, session, incoming.text, texts.language)
+            if understood is not None:
+                meant, row = route(self._routes, source, understood.trigger)
+                if meant == understood.trigger and (meant != "text" or source == "idle"):
+                    trigger, found, arg, reply = meant, row, understood.arg, understood.reply
         # a numbered list answers only the message right after it
         choices = tuple(session.slots.choices)
         session.slots.choices = []
@@ -192,19 +240,21 @@ class IncidentAssistant:
             session,
             trigger,
             text=incoming.text,
-            arg=incoming.arg if trigger == incoming.trigger else "",
+            arg=arg,
             upload=incoming.upload,
             place=incoming.place,
             choices=choices,
             message=message,
             verified=incoming.verified,
+            texts=texts,
+            reply=reply,
         )
         step = await found.handler(ctx)
         self._check_move(found, source, trigger, step)
         if step.target == "idle" and source != "idle":
             session.slots = Slots()  # the report or close is over, whichever way it ended
         session.state = step.target
-        return step
+        return step, ctx.speaks  # a handler may have changed the language
 
     @staticmethod
     def _check_move(found: Route, source: str, trigger: str, step: Step) -> None:
@@ -216,19 +266,19 @@ class IncidentAssistant:
 
     # -- checking input ------------------------------------------------------------------
 
-    async def _receive(self, session: Session, event: Event) -> _Incoming:
+    async def _receive(self, session: Session, event: Event, texts: Texts) -> _Incoming:
         if isinstance(event, TextEvent):
-            return self._receive_text(session, event)
+            return self._receive_text(session, event, texts)
         if isinstance(event, ImageEvent):
-            return await self._receive_image(event)
+            return await self._receive_image(event, texts)
         if isinstance(event, LocationEvent):
-            return self._receive_location(event)
+            return self._receive_location(event, texts)
         raise InvalidInput(f"unsupported event {type(event).__name__}")
 
-    def _receive_text(self, session: Session, event: TextEvent) -> _Incoming:
-        text = self._check_text(event.text)
+    def _receive_text(self, session: Session, event: TextEvent, texts: Texts) -> _Incoming:
+        text = self._check_text(event.text, texts)
         if not text:
-            raise Rejected(self._say("input.empty"))
+            raise Rejected(texts("input.empty"))
         command = parse(text)
         trigger: Trigger = command.trigger
         if (
@@ -237,48 +287,67 @@ class IncidentAssistant:
             and pick_choice(text, tuple(session.slots.choices)) is not None
         ):
             trigger = "choice"
+        elif (
+            trigger == "text"
+            and session.state == "waiting_location"
+            and session.slots.awaiting == "type"
+            and pick_choice(text, self._services.catalog)  # a number in range, or a name
+        ):
+            trigger = "type_choice"
         return _Incoming(
-            trigger, (TextPart(text),), text=text, arg=command.arg, verified=event.verified
+            trigger,
+            (TextPart(text),),
+            text=text,
+            arg=command.arg,
+            verified=event.verified,
+            free=True,
         )
 
-    async def _receive_image(self, event: ImageEvent) -> _Incoming:
-        caption = self._check_text(event.caption)
+    async def _receive_image(self, event: ImageEvent, texts: Texts) -> _Incoming:
+        caption = self._check_text(event.caption, texts)
         data = event.data if isinstance(event.data, CheckedImage) else bytes(event.data)
         try:
             stored = await self._services.media.put_image(data, declared_mime=event.mime)
         except InvalidImage as exc:
-            raise Rejected(self._image_refusal(exc)) from None
+            raise Rejected(self._image_refusal(exc, texts)) from None
         image = ImagePart(stored.key, stored.mime, stored.size, stored.width, stored.height)
         content: tuple[Part, ...] = (image, TextPart(caption)) if caption else (image,)
         upload = Upload(stored, event.raw, preview=event.preview)
         return _Incoming("image", content, text=caption, upload=upload)
 
-    def _receive_location(self, event: LocationEvent) -> _Incoming:
+    def _receive_location(self, event: LocationEvent, texts: Texts) -> _Incoming:
         lat, lon = event.latitude, event.longitude
         if not (_coordinate(lat, 90.0) and _coordinate(lon, 180.0)):
-            raise Rejected(self._say("input.bad_coordinates"))
+            raise Rejected(texts("input.bad_coordinates"))
         label = " ".join(str(event.label).split())
         if len(label) > MAX_LOCATION_CHARS:
-            raise Rejected(self._say("location.too_long", max=MAX_LOCATION_CHARS))
+            raise Rejected(texts("location.too_long", max=MAX_LOCATION_CHARS))
         coordinates = f"{_degrees(lat)},{_degrees(lon)}"
-        said = " ".join(p for p in (self._say("history.location"), label, f"({coordinates})") if p)
+        said = " ".join(p for p in (texts("history.location"), label, f"({coordinates})") if p)
         return _Incoming("location", (TextPart(said),), place=label or coordinates)
 
-    def _check_text(self, text: str) -> str:
+    def _check_text(self, text: str, texts: Texts) -> str:
         text = text.strip()
         if len(text) > self.max_text_chars:
-            raise Rejected(self._say("input.too_long", max=self.max_text_chars))
+            raise Rejected(texts("input.too_long", max=self.max_text_chars))
         return text
 
-    def _image_refusal(self, exc: InvalidImage) -> str:
+    @staticmethod
+    def _image_refusal(exc: InvalidImage, texts: Texts) -> str:
         if isinstance(exc, UnsupportedImageType):
-            return self._say("input.image_unsupported")
+            return texts("input.image_unsupported")
         if isinstance(exc, ImageTooLarge | DecompressionBomb):
-            return self._say("input.image_too_large")
-        return self._say("input.image_invalid")
+            return texts("input.image_too_large")
+        return texts("input.image_invalid")
 
-    def _say(self, key: str, /, **values: object) -> str:
-        return self._services.texts(key, **values)
+
+def language_of(hint: str | None) -> str | None:
+    """The language we speak that a channel's hint names ("zh", "zh-TW", "en-GB", ...), or
+    None: zh-CN for any Chinese, en for any English."""
+    if not hint:
+        return None
+    primary = hint.strip().replace("_", "-").split("-")[0].casefold()
+    return {"zh": "zh-CN", "en": "en"}.get(primary)
 
 
 def _check_catalog(catalog: Sequence[str]) -> tuple[str, ...]:

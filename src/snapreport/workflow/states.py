@@ -26,6 +26,7 @@ from snapreport.workflow.handlers.close import (
 from snapreport.workflow.handlers.context import Handler
 from snapreport.workflow.handlers.report import (
     ask_location,
+    choose_type,
     correct_location,
     correct_type,
     need_photo,
@@ -40,6 +41,7 @@ from snapreport.workflow.handlers.shared import (
     chat,
     expiry_notice,
     my_orders,
+    set_language,
     show_help,
     sign_in_link,
 )
@@ -87,6 +89,7 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     T(ANY,         "reject",        SAME,           reject_order),
     T(ANY,         "reopen",        SAME,           reopen_order),
     T(ANY,         "login",         SAME,           sign_in_link),
+    T(ANY,         "language",      SAME,           set_language),
     # idle: start a report or a close, or chat
     T("idle",      "image",         W_LOC,          start_report),
     T("idle",      "close",         W_PHOTO,        start_close),
@@ -101,6 +104,7 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     T(W_LOC,       "location",      W_CONFIRM,      take_location),
     T(W_LOC,       "image",         W_LOC,          replace_photo),
     T(W_LOC,       "set_type",      W_LOC,          correct_type),
+    T(W_LOC,       "type_choice",   W_LOC,          choose_type),
     T(W_LOC,       "yes",           W_LOC,          ask_location),
     T(W_LOC,       "no",            "idle",         cancel),
     # waiting_confirm: submit, cancel or correct

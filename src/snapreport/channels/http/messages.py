@@ -30,6 +30,7 @@ from snapreport.channels.http.errors import describe_validation
 from snapreport.channels.http.images import decode_base64
 from snapreport.channels.http.render import order_out
 from snapreport.channels.http.schemas import (
+    LANGUAGE_HINT_PATTERN,
     MAX_LABEL_CHARS,
     MAX_TEXT_CHARS,
     MESSAGE_ID_PATTERN,
@@ -74,6 +75,7 @@ class _FormFields(BaseModel):
     latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
     longitude: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
     label: str | None = Field(None, max_length=MAX_LABEL_CHARS)
+    language: str | None = Field(None, pattern=LANGUAGE_HINT_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class _Parsed:
     user_id: str | None
     message_id: str | None
     event: Event | _Photo
+    language: str | None = None  # the channel's hint
 
 
 def _content(model: type[BaseModel]) -> dict[str, Any]:
@@ -225,7 +228,7 @@ async def _turn(state: HttpState, user_id: str, parsed: _Parsed) -> bytes:
             preview=checked.preview,
         )
     origin = None if parsed.message_id is None else Origin(CHANNEL, parsed.message_id)
-    outcome = await state.app.assistant.handle(user_id, event, origin)
+    outcome = await state.app.assistant.handle(user_id, event, origin, language=parsed.language)
     state.metrics.turn(outcome.state)
     return _encode(_answer(parsed.message_id, outcome))
 
@@ -239,6 +242,8 @@ def _answer(message_id: str | None, outcome: Outcome) -> dict[str, Any]:
         "replies": [{"type": r.type, "text": r.text} for r in outcome.replies],
         "state": outcome.state,
         "order": order_out(order).model_dump(mode="json") if order is not None else None,
+        "choices": list(outcome.choices),
+        "language": outcome.language,
     }
 
 
@@ -284,7 +289,12 @@ async def _read_json(raw: bytes, state: HttpState) -> _Parsed:
         event = LocationEvent(loc.latitude, loc.longitude, loc.label or (message.text or ""))
     else:
         event = TextEvent(message.text or "")
-    return _Parsed(user_id=message.user_id, message_id=message.message_id, event=event)
+    return _Parsed(
+        user_id=message.user_id,
+        message_id=message.message_id,
+        event=event,
+        language=message.language,
+    )
 
 
 async def _read_form(request: Request, state: HttpState) -> _Parsed:
@@ -318,4 +328,9 @@ async def _read_form(request: Request, state: HttpState) -> _Parsed:
         event = TextEvent(parsed.text)
     else:
         raise InvalidRequest("at least one of text, image or location is required")
-    return _Parsed(user_id=parsed.user_id, message_id=parsed.message_id, event=event)
+    return _Parsed(
+        user_id=parsed.user_id,
+        message_id=parsed.message_id,
+        event=event,
+        language=parsed.language,
+    )

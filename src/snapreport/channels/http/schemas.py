@@ -15,6 +15,12 @@ MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024
 # base64 of MAX_IMAGE_BYTES, plus room for a data: URL prefix
 MAX_IMAGE_BASE64_CHARS: Final = 4 * -(-MAX_IMAGE_BYTES // 3) + 64
 MAX_LABEL_CHARS: Final = 200
+# a BCP 47 tag as browsers send it (navigator.language): "zh-CN", "en-GB", "zh-Hant-TW"
+LANGUAGE_HINT_PATTERN: Final = r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8}){0,3}$"
+_LANGUAGE_DOC = (
+    "the channel's hint of the user's language (a browser's language); it chooses the reply "
+    "language (zh-CN for any Chinese, en for any English) of a session that has none yet"
+)
 
 State = Literal["idle", "waiting_location", "waiting_confirm", "waiting_close_photo"]
 
@@ -65,6 +71,9 @@ class MessageIn(BaseModel):
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     image: ImageIn | None = None
     location: LocationIn | None = None
+    language: str | None = Field(
+        None, pattern=LANGUAGE_HINT_PATTERN, description=_LANGUAGE_DOC, examples=["en-GB"]
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> MessageIn:
@@ -93,6 +102,7 @@ class MessageForm(BaseModel):
     latitude: float = Field(0.0, ge=-90, le=90)
     longitude: float = Field(0.0, ge=-180, le=180)
     label: str = Field("", max_length=MAX_LABEL_CHARS)
+    language: str = Field("", pattern=LANGUAGE_HINT_PATTERN, description=_LANGUAGE_DOC)
 
 
 class ReplyOut(BaseModel):
@@ -134,6 +144,14 @@ class MessageOut(BaseModel):
     replies: list[ReplyOut]
     state: State
     order: OrderOut | None = None
+    choices: list[str] = Field(
+        default_factory=list,
+        description="answers the last reply offers, by number (1-based) or name; "
+        "a page may show them as buttons",
+    )
+    language: str = Field(
+        "", description="the language of the replies (zh-CN or en), as the session keeps it"
+    )
 
 
 class OrderEventOut(BaseModel):

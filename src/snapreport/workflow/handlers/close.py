@@ -172,7 +172,7 @@ async def _verify(ctx: Context, upload: Upload) -> Verification | None:
             Image(data, mime),
             upload.image(),
             description=ctx.slots.analysis,
-            language=services.language,
+            language=ctx.language,
         )
     except VisionUnavailable as exc:
         log.warning("close_verification_failed", error=exc.message)

@@ -20,7 +20,7 @@ from snapreport.media.base import MediaStore, StoredImage
 from snapreport.orders.base import MessageKey, Order
 from snapreport.session.model import Session, Slots, State
 from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, PreparedImage, VisionModel
-from snapreport.workflow.texts import Texts
+from snapreport.workflow.texts import LANGUAGES, Texts, load_texts
 from snapreport.workflow.triggers import Trigger
 
 log = get_logger("snapreport.workflow")
@@ -39,14 +39,19 @@ class Services:
     vision: VisionModel
     media: MediaStore
     orders: Dispatch
-    texts: Texts
+    texts: Texts  # the default language's
     catalog: tuple[str, ...]
     ttl_seconds: float
     links: SignInLinkIssuer | None = None  # None: this assistant issues no sign-in links
+    text_timeout_seconds: float = 8.0  # the most understanding a free text may take
 
     @property
     def language(self) -> str:
         return self.texts.language
+
+    def texts_for(self, language: str) -> Texts:
+        """The texts of ``language`` if it is one we speak, else the default's."""
+        return load_texts(language) if language in LANGUAGES else self.texts
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,8 @@ class Context:
     choices: tuple[str, ...] = ()  # the numbered list the previous reply offered, if any
     message: MessageKey | None = None  # keys the orders this message writes (exactly once)
     verified: bool = False  # the channel proved who is speaking (see TextEvent)
+    texts: Texts | None = None  # the session's language; None: the default's
+    reply: str = ""  # small talk the model already answered (see ``understanding``)
 
     @property
     def user_id(self) -> str:
@@ -89,8 +96,16 @@ class Context:
     def state(self) -> State:
         return self.session.state
 
+    @property
+    def language(self) -> str:
+        return self.speaks.language
+
+    @property
+    def speaks(self) -> Texts:
+        return self.texts if self.texts is not None else self.services.texts
+
     def say(self, key: str, /, **values: object) -> str:
-        return self.services.texts(key, **values)
+        return self.speaks(key, **values)
 
     def keep_choices(self) -> None:
         """Let the numbered list still answer the next message (after help, for example)."""
@@ -111,6 +126,8 @@ class Step:
     order: Order | None = None
     # what the history keeps instead of ``replies`` (a secret, like a sign-in link, stays out)
     history: tuple[str, ...] | None = None
+    # the answers the last reply offers (a channel may show them as buttons)
+    choices: tuple[str, ...] = ()
 
 
 Handler = Callable[[Context], Awaitable[Step]]
@@ -148,7 +165,7 @@ async def analyse(ctx: Context, upload: Upload) -> tuple[Analysis, str | None]:
         return manual, "report.manual"
     try:
         analysis = await services.vision.analyze(
-            upload.image(), services.catalog, language=services.language
+            upload.image(), services.catalog, language=ctx.language
         )
     except VisionUnavailable as exc:
         log.warning("vision_analysis_failed", error=exc.message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from snapreport.orders.base import NewReport
 from snapreport.session.model import Slots
 from snapreport.vision.base import UNCLASSIFIED
-from snapreport.workflow.commands import fold
+from snapreport.workflow.commands import pick_choice
 from snapreport.workflow.handlers.context import (
     MAX_ECHO_CHARS,
     Context,
@@ -21,6 +21,8 @@ async def start_report(ctx: Context) -> Step:
     """A photo in idle: keep it, have it analysed, ask where it is."""
     ctx.session.slots = Slots()
     lines = await _take_photo(ctx)
+    if ctx.slots.alarm_type == UNCLASSIFIED:
+        return _ask_type(ctx, lines)
     return Step("waiting_location", ("\n".join([*lines, ctx.say("report.ask_location")]),))
 
 
@@ -29,7 +31,31 @@ async def replace_photo(ctx: Context) -> Step:
     lines = [ctx.say("report.replaced"), *await _take_photo(ctx)]
     if ctx.state == "waiting_confirm":
         return Step("waiting_confirm", ("\n".join(lines), summary(ctx)))
+    if ctx.slots.alarm_type == UNCLASSIFIED:
+        return _ask_type(ctx, lines)
     return Step("waiting_location", ("\n".join([*lines, ctx.say("report.ask_location")]),))
+
+
+def _ask_type(ctx: Context, lines: list[str]) -> Step:
+    """No model said what the photo shows: ask which type it is, with the numbered catalog
+    (offered as choices too). A number or a name answers (``choose_type``); any other text
+    is still the location, so nobody is held up by the question."""
+    catalog = ctx.services.catalog
+    ctx.slots.awaiting = "type"
+    listing = [ctx.say("type.item", index=i, name=name) for i, name in enumerate(catalog, 1)]
+    question = [ctx.say("report.ask_type"), *listing, ctx.say("report.ask_type_hint")]
+    return Step("waiting_location", ("\n".join([*lines, *question]),), choices=catalog)
+
+
+async def choose_type(ctx: Context) -> Step:
+    """The answer to ``_ask_type``: a catalog number or name (folded); then the location."""
+    chosen = _pick_type(ctx.text, ctx.services.catalog)
+    if chosen is None:
+        raise AssertionError("choose_type ran for a text that names no type")
+    ctx.slots.alarm_type = chosen
+    ctx.slots.awaiting = ""
+    updated = ctx.say("type.updated", alarm_type=chosen)
+    return Step("waiting_location", ("\n".join([updated, ctx.say("report.ask_location")]),))
 
 
 async def _take_photo(ctx: Context) -> list[str]:
@@ -59,6 +85,7 @@ async def _take_photo(ctx: Context) -> list[str]:
 async def take_location(ctx: Context) -> Step:
     """The location, as text, as ``位置 X`` or as a location event: show the summary."""
     ctx.slots.location = check_location(ctx, _location_given(ctx))
+    ctx.slots.awaiting = ""
     return Step("waiting_confirm", (summary(ctx),))
 
 
@@ -91,6 +118,7 @@ async def correct_type(ctx: Context) -> Step:
         heading = ctx.say(key, value=fit(ctx.arg, MAX_ECHO_CHARS))
         return Step(ctx.state, ("\n".join([heading, listing]),))
     ctx.slots.alarm_type = chosen
+    ctx.slots.awaiting = ""
     updated = ctx.say("type.updated", alarm_type=chosen)
     if ctx.state == "waiting_confirm":
         return Step("waiting_confirm", (updated, summary(ctx)))
@@ -98,13 +126,9 @@ async def correct_type(ctx: Context) -> Step:
 
 
 def _pick_type(value: str, catalog: tuple[str, ...]) -> str | None:
-    folded = fold(value)
-    if not folded:
-        return None
-    if folded.isdecimal():
-        index = int(folded)
-        return catalog[index - 1] if 1 <= index <= len(catalog) else None
-    return next((name for name in catalog if fold(name) == folded), None)
+    """The catalog name ``value`` gives by 1-based number or name (case, width and spaces
+    folded), or None."""
+    return pick_choice(value, catalog) or None
 
 
 async def repeat_summary(ctx: Context) -> Step:

@@ -1,4 +1,5 @@
-"""Handlers every state shares (cancel, help, my orders, the expiry notice) and idle chat."""
+"""Handlers every state shares (cancel, help, my orders, the language, the expiry notice) and
+idle chat."""
 
 from __future__ import annotations
 
@@ -76,6 +77,14 @@ def _order_list(ctx: Context, orders: Sequence[Order]) -> str:
     return "\n".join(lines)
 
 
+async def set_language(ctx: Context) -> Step:
+    """``中文`` / ``English``: answer in that language from now on; the state stays."""
+    ctx.keep_choices()
+    ctx.session.language = ctx.arg
+    ctx.texts = ctx.services.texts_for(ctx.arg)
+    return Step(ctx.state, (ctx.say("language.set"),), choices=ctx.choices)
+
+
 async def sign_in_link(ctx: Context) -> Step:
     """``登录`` / ``login``: a one-time link that signs the sender in on the web page, sent
     only where the channel proved who is speaking. The link is a secret: the history keeps a
@@ -93,12 +102,14 @@ async def sign_in_link(ctx: Context) -> Step:
 async def chat(ctx: Context) -> Step:
     """Any other text in idle: a short answer from the model, or the help without one."""
     services = ctx.services
+    if ctx.reply:  # the model answered it already, understanding the text as small talk
+        return Step("idle", (fit(ctx.reply, MAX_CHAT_CHARS),))
     fallback = ctx.say("help.idle")
     if not services.vision.enabled:
         return Step("idle", (fallback,))
     messages, images = await _vision_view(ctx)
     try:
-        answer = await services.vision.chat(messages, images, language=services.language)
+        answer = await services.vision.chat(messages, images, language=ctx.language)
     except VisionUnavailable as exc:
         log.warning("vision_chat_failed", error=exc.message)
         return Step("idle", (ctx.say("chat.unavailable") + "\n" + fallback,))
