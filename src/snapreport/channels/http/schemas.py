@@ -254,6 +254,7 @@ class SignedOut(BaseModel):
 class UserSession(BaseModel):
     state: State
     expires_in: float | None
+    language: str = Field("", description="the session's reply language; empty: none chosen yet")
 
 
 class ErrorDetail(BaseModel):

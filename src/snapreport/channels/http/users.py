@@ -64,10 +64,15 @@ async def user_session(user_id: UserId, state: State) -> UserSession:
     """The user's dialogue state and the seconds until their session expires (idle if none)."""
     engine = state.app.engine
     info = await engine.peek(user_id)
-    if info is None or info.expired:
+    if info is None:
         return UserSession(state="idle", expires_in=None)
+    language = info.session.language  # kept across an expiry
+    if info.expired:
+        return UserSession(state="idle", expires_in=None, language=language)
     return UserSession(
-        state=info.session.state, expires_in=max(0.0, info.expires_at - engine.now())
+        state=info.session.state,
+        expires_in=max(0.0, info.expires_at - engine.now()),
+        language=language,
     )
 
 

@@ -23,7 +23,9 @@ const QUICK_REPLIES = {
   waiting_close_photo: ["cancel"],
 };
 
-const { lang, T } = pickTexts();
+// the page's labels follow the language the replies are in (the session's, which the browser's
+// language only suggests): see useLanguage
+let { lang, T } = pickTexts();
 const $ = (id) => document.getElementById(id);
 
 const el = {
@@ -58,6 +60,8 @@ const el = {
 
 const app = {
   state: "idle",
+  // the answers the last reply offers (the type catalog after an unclassified photo)
+  choices: [],
   // "强制结单" only makes sense once a close photo was sent and not accepted
   closePhotoRejected: false,
   queue: Promise.resolve(),
@@ -98,6 +102,16 @@ function applyTexts() {
   }
   el.transcript.setAttribute("aria-label", T.transcript);
   el.badge.title = T.stateTitle;
+}
+
+/** Labels in the language of the replies ("zh-CN" or "en"), when it differs from the page's. */
+function useLanguage(language) {
+  if (!language) return;
+  const picked = pickTexts(language);
+  if (picked.lang === lang) return;
+  ({ lang, T } = picked);
+  applyTexts();
+  setState(app.state);
 }
 
 // ---------------------------------------------------------------- errors
@@ -272,10 +286,21 @@ function setState(state) {
   renderQuickReplies();
 }
 
+function choiceButton(choice, index) {
+  // the number answers, whatever the language; the label shows both
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "quick choice";
+  button.textContent = `${index + 1}. ${choice}`;
+  button.addEventListener("click", () => enqueue({ text: String(index + 1) }));
+  return button;
+}
+
 function renderQuickReplies() {
   const keys = [...(QUICK_REPLIES[app.state] ?? [])];
   if (app.state === "waiting_close_photo" && app.closePhotoRejected) keys.unshift("forceClose");
   el.quick.replaceChildren(
+    ...app.choices.map(choiceButton),
     ...keys.map((key) => {
       const [label, text] = T.quick[key];
       const button = document.createElement("button");
@@ -311,10 +336,13 @@ function buildRequest(attempt) {
     if (declared.user_id) form.append("user_id", declared.user_id);
     form.append("message_id", attempt.messageId);
     if (attempt.text) form.append("text", attempt.text);
+    if (navigator.language) form.append("language", navigator.language);
     form.append("image", attempt.file, attempt.file.name || "photo");
     return { method: "POST", body: form };
   }
   const payload = { ...declared, message_id: attempt.messageId };
+  // a hint: the session keeps the language it first got, or the one the user asked for
+  if (navigator.language) payload.language = navigator.language;
   if (attempt.text) payload.text = attempt.text;
   if (attempt.location) payload.location = attempt.location;
   return {
@@ -338,6 +366,8 @@ async function deliver(attempt) {
     app.closePhotoRejected =
       state === "waiting_close_photo" &&
       (Boolean(attempt.file) || (app.closePhotoRejected && app.state === state));
+    app.choices = Array.isArray(body.choices) ? body.choices.map(String) : [];
+    useLanguage(body.language);
     setState(state);
     if (body.order) await refreshOrders();
   } catch (error) {
@@ -482,6 +512,7 @@ async function refreshSession() {
   if (!USER_ID_PATTERN.test(userId())) return;
   try {
     const body = await api(userPath("session"));
+    useLanguage(body.language);
     setState(body.state ?? "idle");
   } catch {
     // no session yet, or an older server: the next answer tells the state anyway

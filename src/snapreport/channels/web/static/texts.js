@@ -1,5 +1,5 @@
 // The page's own words, in Chinese and English. The replies come from the service, in the
-// service's language; these are only the labels around them.
+// user's language (the session's); these are only the labels around them, and follow it.
 
 export const TEXTS = {
   zh: {
@@ -134,7 +134,8 @@ export const TEXTS = {
   },
 };
 
-/** The texts for the browser's language: Chinese for zh*, English otherwise. */
+/** The texts for a language (the browser's at first, then the replies'): Chinese for zh*,
+ * English otherwise. */
 export function pickTexts(language = navigator.language || "zh") {
   const lang = language.toLowerCase().startsWith("zh") ? "zh" : "en";
   return { lang, T: TEXTS[lang] };
