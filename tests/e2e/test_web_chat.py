@@ -209,7 +209,7 @@ def test_report_on_a_desktop_then_close_on_a_phone(
     phone.close()
     assert violations == [], "the page broke its own Content-Security-Policy"
 
-    verification = served.vlm.requests[-1]
+    verification = served.vlm.vision_requests[-1]
     assert verification.image_count == 2, "the close photo was compared with the original"
     [order] = api_orders(served)
     assert order["status"] == "closed"
@@ -301,7 +301,7 @@ def test_location_drop_errors_and_retry_on_a_phone(
     context.close()
 
     assert api_orders(served) == []
-    assert len(served.vlm.requests) == 1, "only the dropped photo was analysed"
+    assert len(served.vlm.vision_requests) == 1, "only the dropped photo was analysed"
 
 
 def test_the_page_speaks_english_to_an_english_browser(
@@ -330,3 +330,55 @@ def test_the_page_speaks_english_to_an_english_browser(
 
     [order] = api_orders(served)
     assert order["location"] == "Building 3, east stairs"
+
+
+def test_the_type_question_as_buttons_and_labels_that_follow_the_replies(
+    browser: Browser, served: Served, tmp_path: Path, artifacts: Path
+) -> None:
+    context = browser.new_context(viewport=PHONE, locale="en-US")  # type: ignore[arg-type]
+    page = context.new_page()
+    page.goto(served.url + served.sign_in_path(USER))
+    expect(page.locator("#signed-in-as")).to_have_text(f"Signed in as {USER}")
+
+    # the model cannot tell: the reply asks which type, the page offers the catalog as buttons
+    served.vlm.enqueue_content("I cannot tell what this shows.")
+    page.set_input_files("#photo-input", scene(tmp_path / "blocked.png", blocked=True))
+    expect(transcript(page)).to_contain_text("Which type of problem is it?")
+    choices = page.locator("#quick-replies button.choice")
+    expect(choices).to_have_count(8)
+    expect(choices.first).to_have_text("1. 消防通道堵塞")
+    shoot(page, artifacts / "phone-type-buttons.png")
+
+    quick_reply(page, "6. 漏水").click()
+    expect(transcript(page).locator(".bubble.user").last).to_have_text(re.compile(r"^6"))
+    expect(transcript(page).locator(".bubble.assistant").last).to_contain_text(
+        'The type is now "漏水"'
+    )
+    expect(choices).to_have_count(0)
+    expect(badge(page)).to_have_text("waiting for location")
+
+    # the words 中文 switch the replies, and the page's labels follow them
+    page.get_by_label("Message", exact=True).fill("中文")
+    page.get_by_label("Message", exact=True).press("Enter")
+    expect(transcript(page).locator(".bubble.assistant").last).to_have_text(
+        re.compile("以后用中文回复")
+    )
+    expect(badge(page)).to_have_text("等待位置")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page.get_by_label("消息", exact=True)).to_have_attribute("placeholder", "输入消息…")
+
+    page.get_by_label("消息", exact=True).fill("3号楼东侧楼梯间")
+    page.get_by_label("消息", exact=True).press("Enter")
+    expect(transcript(page).locator(".bubble.assistant").last).to_contain_text("类型：漏水")
+    quick_reply(page, "确认").click()
+    expect(badge(page)).to_have_text("空闲")
+    shoot(page, artifacts / "phone-type-chinese.png")
+
+    # a reload keeps the session's language, whatever the browser's is
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    context.close()
+
+    [order] = api_orders(served)
+    assert (order["alarm_type"], order["location"]) == ("漏水", "3号楼东侧楼梯间")
