@@ -16,7 +16,7 @@ from snapreport.config import DEFAULT_ALARM_TYPES
 from snapreport.errors import VisionUnavailable
 from snapreport.logs import configure_logging
 from snapreport.session.history import History, ImagePart
-from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, Verification
+from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, TextQuery, Verification
 from snapreport.vision.manual import ManualVision
 from snapreport.vision.openai_compat import OpenAICompatVision
 from tests.harness.fake_vlm import FakeVLM
@@ -491,6 +491,58 @@ async def test_chat_failure_is_unavailable(vision: OpenAICompatVision, fake_vlm:
         await vision.chat(history.for_vision(), {}, language="en")
 
 
+# ------------------------------------------------------------------ understanding free text
+
+QUERY = TextQuery(
+    text="不对，是漏水",
+    state="waiting_confirm",
+    pending={"type": "消防通道堵塞", "location": "3号楼", "description": "", "order": ""},
+    catalog=CATALOG,
+    turns=[("user", "3号楼"), ("assistant", "请确认上报信息")],
+)
+
+
+async def test_understanding_asks_the_text_model_in_json_mode(
+    make_vision: VisionFactory, fake_vlm: FakeVLM
+) -> None:
+    vision = make_vision(text_model="fake-text")
+    fake_vlm.enqueue_intent({"intent": "set_type", "alarm_type": "漏水"})
+    answer = await vision.understand(QUERY, language="zh-CN")
+    assert answer == {"intent": "set_type", "alarm_type": "漏水"}
+    (request,) = fake_vlm.intent_requests
+    assert request["model"] == "fake-text"
+    assert request["response_format"] == {"type": "json_object"}
+    assert request.image_count == 0
+    prompt = "\n".join(request.texts)
+    for part in ("不对，是漏水", "waiting_confirm", "3号楼", "请确认上报信息", "set_location"):
+        assert part in prompt
+
+
+async def test_understanding_uses_the_vision_model_without_a_text_model(
+    vision: OpenAICompatVision, fake_vlm: FakeVLM
+) -> None:
+    await vision.understand(QUERY, language="en")
+    assert fake_vlm.intent_requests[0]["model"] == fake_vlm.model
+
+
+async def test_understanding_is_never_retried(
+    vision: OpenAICompatVision, fake_vlm: FakeVLM, sleeps: SleepRecorder
+) -> None:
+    fake_vlm.enqueue_intent_error(503)
+    with pytest.raises(VisionUnavailable):
+        await vision.understand(QUERY, language="zh-CN")
+    assert len(fake_vlm.intent_requests) == 1
+    assert sleeps.delays == []
+
+
+async def test_understanding_without_json_is_unavailable(
+    vision: OpenAICompatVision, fake_vlm: FakeVLM
+) -> None:
+    fake_vlm.enqueue_intent_content("Sure! The user wants to change the type.")
+    with pytest.raises(VisionUnavailable):
+        await vision.understand(QUERY, language="zh-CN")
+
+
 # ------------------------------------------------------------------ manual mode
 
 
@@ -507,6 +559,8 @@ class TestManualVision:
         history.add_user("hi")
         with pytest.raises(VisionUnavailable):
             await manual.chat(history.for_vision(), {}, language="en")
+        with pytest.raises(VisionUnavailable):
+            await manual.understand(QUERY, language="en")
         await manual.aclose()
 
 
