@@ -376,15 +376,19 @@ async def test_each_user_has_their_own_language(manual: Chat) -> None:
     assert (answer["language"], said(answer)) == ("en", "OK, I will reply in English from now on.")
 
 
-async def test_a_bad_language_hint_is_refused(manual: Chat) -> None:
+async def test_a_hint_too_long_is_refused_and_nonsense_ignored(manual: Chat) -> None:
     response = await manual.r.client.post(
         "/api/v1/messages",
-        json={"user_id": "u1", "text": "help", "language": "en<script>"},
+        json={"user_id": "u1", "text": "help", "language": "en-" + "x" * 40},
         headers=bearer(API_TOKEN),
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
     assert "language" in response.json()["error"]["message"]
+    answer = await manual.text("help", language="<script>\n")
+    assert answer["language"] == "zh-CN"
+    answer = await manual.text("help", language="en")  # nothing was remembered
+    assert answer["language"] == "en"
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])

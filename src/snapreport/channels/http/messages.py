@@ -30,8 +30,8 @@ from snapreport.channels.http.errors import describe_validation
 from snapreport.channels.http.images import decode_base64
 from snapreport.channels.http.render import order_out
 from snapreport.channels.http.schemas import (
-    LANGUAGE_HINT_PATTERN,
     MAX_LABEL_CHARS,
+    MAX_LANGUAGE_HINT_CHARS,
     MAX_TEXT_CHARS,
     MESSAGE_ID_PATTERN,
     USER_ID_PATTERN,
@@ -75,7 +75,7 @@ class _FormFields(BaseModel):
     latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
     longitude: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
     label: str | None = Field(None, max_length=MAX_LABEL_CHARS)
-    language: str | None = Field(None, pattern=LANGUAGE_HINT_PATTERN)
+    language: str | None = Field(None, max_length=MAX_LANGUAGE_HINT_CHARS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ def session_detail(info: SessionInfo, *, now: float) -> SessionDetail:
         updated_at=session.updated_at,
         expires_in=max(0.0, info.expires_at - now),
         expired=info.expired,
+        language=session.language,
     )
 
 

@@ -16,10 +16,11 @@ MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024
 MAX_IMAGE_BASE64_CHARS: Final = 4 * -(-MAX_IMAGE_BYTES // 3) + 64
 MAX_LABEL_CHARS: Final = 200
 # a BCP 47 tag as browsers send it (navigator.language): "zh-CN", "en-GB", "zh-Hant-TW"
-LANGUAGE_HINT_PATTERN: Final = r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8}){0,3}$"
+MAX_LANGUAGE_HINT_CHARS: Final = 35
 _LANGUAGE_DOC = (
-    "the channel's hint of the user's language (a browser's language); it chooses the reply "
-    "language (zh-CN for any Chinese, en for any English) of a session that has none yet"
+    "the channel's hint of the user's language (a browser's language, a BCP 47 tag); it "
+    "chooses the reply language (zh-CN for any Chinese, en for any English; anything else is "
+    "ignored) of a session that has none yet"
 )
 
 State = Literal["idle", "waiting_location", "waiting_confirm", "waiting_close_photo"]
@@ -72,7 +73,7 @@ class MessageIn(BaseModel):
     image: ImageIn | None = None
     location: LocationIn | None = None
     language: str | None = Field(
-        None, pattern=LANGUAGE_HINT_PATTERN, description=_LANGUAGE_DOC, examples=["en-GB"]
+        None, max_length=MAX_LANGUAGE_HINT_CHARS, description=_LANGUAGE_DOC, examples=["en-GB"]
     )
 
     @model_validator(mode="after")
@@ -102,7 +103,7 @@ class MessageForm(BaseModel):
     latitude: float = Field(0.0, ge=-90, le=90)
     longitude: float = Field(0.0, ge=-180, le=180)
     label: str = Field("", max_length=MAX_LABEL_CHARS)
-    language: str = Field("", pattern=LANGUAGE_HINT_PATTERN, description=_LANGUAGE_DOC)
+    language: str = Field("", max_length=MAX_LANGUAGE_HINT_CHARS, description=_LANGUAGE_DOC)
 
 
 class ReplyOut(BaseModel):
@@ -239,6 +240,7 @@ class SessionDetail(BaseModel):
     updated_at: float
     expires_in: float
     expired: bool
+    language: str = Field("", description="the user's reply language; empty: none chosen yet")
 
 
 class SessionCleared(BaseModel):
@@ -254,7 +256,7 @@ class SignedOut(BaseModel):
 class UserSession(BaseModel):
     state: State
     expires_in: float | None
-    language: str = Field("", description="the session's reply language; empty: none chosen yet")
+    language: str = Field("", description="the session's reply language; left out until chosen")
 
 
 class ErrorDetail(BaseModel):

@@ -59,9 +59,15 @@ async def user_media(user_id: UserId, key: MediaKey, request: Request, state: St
     return await photo_response(request, state.app.media, key)
 
 
-@router.get("/api/v1/users/{user_id}/session", response_model=UserSession, responses=_ERRORS)
+@router.get(
+    "/api/v1/users/{user_id}/session",
+    response_model=UserSession,
+    response_model_exclude_defaults=True,  # "language" only once the user has one
+    responses=_ERRORS,
+)
 async def user_session(user_id: UserId, state: State) -> UserSession:
-    """The user's dialogue state and the seconds until their session expires (idle if none)."""
+    """The user's dialogue state, the seconds until their session expires (idle if none) and,
+    once chosen, their reply language."""
     engine = state.app.engine
     info = await engine.peek(user_id)
     if info is None:
