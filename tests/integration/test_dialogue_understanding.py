@@ -181,6 +181,19 @@ async def test_a_failed_model_asks_the_type_too(modelled: Chat, fake_vlm: FakeVL
     assert fake_vlm.intent_requests == []  # a word (a type's number) needs no model
 
 
+async def test_the_orders_to_close_are_offered_as_choices(manual: Chat) -> None:
+    first = await manual.file_report("u1", "A区")
+    second = await manual.file_report("u1", "B区")
+    answer = await manual.text("结单")
+    assert answer["choices"] == [second, first]  # newest first, as the numbered list
+    answer = await manual.text("5")
+    assert answer["choices"] == [second, first]  # out of range: asked again
+    answer = await manual.text("２")
+    assert answer["state"] == "waiting_close_photo"
+    assert first in said(answer)
+    assert answer["choices"] == []
+
+
 # -- free text through the model -------------------------------------------------------------
 
 

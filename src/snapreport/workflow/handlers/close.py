@@ -58,7 +58,7 @@ async def start_close(ctx: Context) -> Step:
         for i, order in enumerate(shown, 1)
     ]
     lines.append(ctx.say("close.choose_hint", count=len(shown)))
-    return Step("idle", ("\n".join(lines),))
+    return Step("idle", ("\n".join(lines),), choices=tuple(ctx.slots.choices))
 
 
 async def choose_order(ctx: Context) -> Step:
@@ -66,7 +66,8 @@ async def choose_order(ctx: Context) -> Step:
     picked = pick_choice(ctx.text, ctx.choices)
     if not picked:
         ctx.keep_choices()
-        return Step("idle", (ctx.say("close.choice_out_of_range", count=len(ctx.choices)),))
+        reply = ctx.say("close.choice_out_of_range", count=len(ctx.choices))
+        return Step("idle", (reply,), choices=ctx.choices)
     return await _open_close(ctx, picked)
 
 
