@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Final
 
 from snapreport.dispatch.lifecycle import Dispatch
@@ -51,7 +52,12 @@ class Services:
 
     def texts_for(self, language: str) -> Texts:
         """The texts of ``language`` if it is one we speak, else the default's."""
-        return load_texts(language) if language in LANGUAGES else self.texts
+        return _texts(language) if language in LANGUAGES else self.texts
+
+
+@cache
+def _texts(language: str) -> Texts:
+    return load_texts(language)  # one Texts per language, not one per turn
 
 
 @dataclass(frozen=True, slots=True)
