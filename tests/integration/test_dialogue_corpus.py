@@ -243,6 +243,17 @@ def photo_bytes(colour: str, gps: list[float] | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def test_a_gps_photo_carries_its_position_in_exif() -> None:
+    with Image.open(io.BytesIO(photo_bytes("red", [31.2304, -121.4737]))) as image:
+        gps = image.getexif().get_ifd(0x8825)
+    assert (gps[1], gps[3]) == ("N", "W")
+    lat = gps[2][0] + gps[2][1] / 60 + gps[2][2] / 3600
+    lon = gps[4][0] + gps[4][1] / 60 + gps[4][2] / 3600
+    assert (round(float(lat), 4), round(float(lon), 4)) == (31.2304, 121.4737)
+    with Image.open(io.BytesIO(photo_bytes("blue"))) as image:
+        assert not image.getexif().get_ifd(0x8825)
+
+
 def _dms(value: float) -> tuple[float, float, float]:
     degrees = int(value)
     minutes = int((value - degrees) * 60)
