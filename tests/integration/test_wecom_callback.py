@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from snapreport.channels.http.app import create_app
+from snapreport.config import DEFAULT_ALARM_TYPES
 from snapreport.orders.base import MessageKey
 from snapreport.orders.repository import SqlOrderRepository
 from tests.harness.fake_vlm import FakeVLM
@@ -319,6 +320,26 @@ def test_replies_of_one_turn_go_out_as_one_message(
     assert "位置已更新" in first
     assert "请确认上报信息" in second
     assert "地下车库出口" in second
+
+
+def test_the_type_question_is_a_short_numbered_list_and_a_number_answers(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    fake_wecom.add_media("photo-5", jpeg())
+    accepted(server.push(server.image_xml(USER, "photo-5")))
+    question = fake_wecom.wait_for_sent(1)[0]["text"]["content"]
+    assert "这是哪一类问题" in question
+    listed = [line for line in question.splitlines() if line[:1].isdigit()]
+    assert listed == [f"{i}. {name}" for i, name in enumerate(DEFAULT_ALARM_TYPES, 1)]
+    accepted(server.push(server.text_xml(USER, "６")))
+    answer = fake_wecom.wait_for_sent(2)[1]["text"]["content"]
+    assert f"「{DEFAULT_ALARM_TYPES[5]}」" in answer
+    accepted(server.push(server.text_xml(USER, "English")))
+    assert "in English" in fake_wecom.wait_for_sent(3)[2]["text"]["content"]
+    accepted(server.push(server.text_xml(USER, "B2 car park")))
+    summary = fake_wecom.wait_for_sent(4)[3]["text"]["content"]
+    assert "Please confirm the report" in summary
+    assert f"Type: {DEFAULT_ALARM_TYPES[5]}" in summary
 
 
 def test_location_while_waiting_for_it_moves_to_confirmation(
