@@ -111,11 +111,25 @@ class Notification:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A notification as staff see it on an order: to whom, what and when."""
+
+    user_id: str
+    type: str
+    text: str
+    created_at: datetime
+
+
 class NotificationStore(Protocol):
     """In-app notifications and who is on WeCom."""
 
     async def list(self, user_id: str, *, after: int, limit: int) -> Sequence[Notification]:
         """``user_id``'s notifications with an id above ``after``, oldest first."""
+        ...
+
+    async def of_order(self, order_number: str, *, limit: int) -> Sequence[Recipient]:
+        """The first ``limit`` notifications about one order, to whomever, oldest first."""
         ...
 
     async def mark_wecom_user(self, user_id: str) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from snapreport.orders.database import writer
-from snapreport.outbox.base import Notification
+from snapreport.outbox.base import Notification, Recipient
 from snapreport.outbox.sqlalchemy import store_guard
 from snapreport.outbox.tables import NotificationRow, WeComUserRow
 
@@ -51,6 +51,20 @@ class SqlNotifications:
                 text=row.text,
                 created_at=row.created_at,
             )
+            for row in rows
+        ]
+
+    async def of_order(self, order_number: str, *, limit: int) -> Sequence[Recipient]:
+        query = (
+            select(NotificationRow)
+            .where(NotificationRow.order_number == order_number)
+            .order_by(NotificationRow.id)
+            .limit(limit)
+        )
+        async with store_guard("listing an order's notifications"), self._reads() as session:
+            rows = (await session.scalars(query)).all()
+        return [
+            Recipient(user_id=row.user_id, type=row.type, text=row.text, created_at=row.created_at)
             for row in rows
         ]
 

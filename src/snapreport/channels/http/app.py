@@ -27,6 +27,7 @@ from starlette.routing import Route
 from snapreport.bootstrap import build
 from snapreport.channels.http import (
     admin,
+    console,
     events,
     exports,
     health,
@@ -135,6 +136,7 @@ def create_app(
     app.include_router(orders.router)
     app.include_router(stats.router)
     app.include_router(events.router)
+    app.include_router(console.router)
     app.include_router(outbox.admin_router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
@@ -143,6 +145,7 @@ def create_app(
     # its own application: every answer under the prefix is in Open311's shapes
     app.mount(PREFIX, create_open311_app(lambda: get_app_state(app)))
     _serve_web_page(app)
+    console.serve_console(app, STATIC_DIR / "console" / "index.html")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -2,9 +2,10 @@
 service runs open (no tokens), against DNS rebinding.
 
 Every answer carries ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
-The web page (``/``) and its files (``/static/...``) also carry a Content-Security-Policy that
-allows only our own scripts (no inline script or handler), styles and connections, images from
-us plus ``blob:`` (photo previews) and ``data:`` (the icon), and no framing
+The web pages (``/`` and the console, ``/console...``) and their files (``/static/...``) also
+carry a Content-Security-Policy that allows only our own scripts (no inline script or handler),
+styles and connections, images from us plus ``blob:`` (photo previews) and ``data:`` (the
+icon), and no framing
 (``frame-ancestors 'none'``). API answers carry ``default-src 'none'; frame-ancestors 'none'``.
 FastAPI's ``/docs`` page, whose script is inline and comes from a CDN, gets the two headers only.
 
@@ -50,13 +51,15 @@ _COMMON: Final = (
 _PAGE_HEADERS: Final = (*_COMMON, (b"content-security-policy", PAGE_POLICY.encode()))
 _API_HEADERS: Final = (*_COMMON, (b"content-security-policy", API_POLICY.encode()))
 _DOCS_PATHS: Final = ("/docs", "/docs/oauth2-redirect")
+_PAGES: Final = ("/", "/console")
+_PAGE_PREFIXES: Final = ("/static/", "/console/")
 # a name or an IPv4 address, or an IPv6 address in brackets; then an optional port
 _HOST: Final = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::[0-9]{1,5})?")
 _SHOWN_CHARS: Final = 100
 
 
 def _headers_for(path: str) -> tuple[tuple[bytes, bytes], ...]:
-    if path == "/" or path.startswith("/static/"):
+    if path in _PAGES or path.startswith(_PAGE_PREFIXES):
         return _PAGE_HEADERS
     if path in _DOCS_PATHS:
         return _COMMON

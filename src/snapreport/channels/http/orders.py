@@ -44,7 +44,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 async def order_query(
     state: State,
-    status: OrderStatus | None = None,
+    status: Annotated[list[OrderStatus] | None, Query(max_length=4)] = None,
     team: Annotated[str | None, Query(max_length=64)] = None,
     assignee: UserFilter = None,
     reporter: UserFilter = None,
@@ -55,12 +55,13 @@ async def order_query(
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     overdue: bool = False,
 ) -> OrderQuery:
-    """The filters of the list and of its CSV export."""
+    """The filters of the list and of its CSV export. ``status`` may be repeated (any of
+    them: the console's "open and accepted")."""
     for name, bound in (("from", created_from), ("to", created_to)):
         if bound is not None and bound.tzinfo is None:
             raise InvalidInput(f"{name} needs a time zone (e.g. 2026-11-29T00:00:00+08:00)")
     return OrderQuery(
-        statuses=(status,) if status is not None else (),
+        statuses=tuple(dict.fromkeys(status or ())),
         team=team,
         assignee=assignee,
         reporter=reporter,

@@ -1,0 +1,227 @@
+// The dashboard: GET /api/v1/stats grouped by day, type, team and location, drawn with the
+// vendored Chart.js (static/vendor/chartjs). Every chart has its numbers in a table beside it
+// and a one-line summary as the canvas's accessible name.
+
+import { format } from "../texts.js";
+
+const DEFAULT_DAYS = 14;
+const MAX_DAYS = 366;
+const REFRESH_AFTER_CHANGE_MS = 2000;
+const TOP_LOCATIONS = 10;
+const PALETTE = ["#0f766e", "#2563eb", "#d97706", "#db2777", "#7c3aed", "#65a30d", "#0891b2", "#dc2626"];
+
+function isoDay(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+}
+
+function dayStart(day, plus = 0) {
+  const [y, m, d] = day.split("-").map(Number);
+  return new Date(y, m - 1, d + plus).toISOString();
+}
+
+function sum(groups, field) {
+  return groups.reduce((total, group) => total + (group[field] ?? 0), 0);
+}
+
+function minutes(value) {
+  return value === null || value === undefined ? null : Math.round(value * 10) / 10;
+}
+
+export class Dashboard {
+  constructor({ api, T, locale }) {
+    this.api = api;
+    this.T = T;
+    this.locale = locale;
+    this.form = document.getElementById("range");
+    this.status = document.getElementById("dashboard-status");
+    this.totals = document.getElementById("totals");
+    this.charts = document.getElementById("charts");
+    this.template = document.getElementById("chart-template");
+    this.drawn = [];
+    this.timer = null;
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const from = this.form.elements.from.value;
+      const to = this.form.elements.to.value;
+      history.pushState(null, "", `/console/dashboard?from=${from}&to=${to}`);
+      this.show();
+    });
+  }
+
+  /** The period in the address (?from=YYYY-MM-DD&to=YYYY-MM-DD, both days included), or the
+   * last two weeks. */
+  period() {
+    const params = new URLSearchParams(location.search);
+    const valid = (v) => /^\d{4}-\d{2}-\d{2}$/.test(v ?? "");
+    const today = new Date();
+    let to = valid(params.get("to")) ? params.get("to") : isoDay(today);
+    let from = params.get("from");
+    if (!valid(from)) {
+      const start = new Date(today);
+      start.setDate(start.getDate() - (DEFAULT_DAYS - 1));
+      from = isoDay(start);
+    }
+    if (from > to) [from, to] = [to, from];
+    const days = (Date.parse(to) - Date.parse(from)) / 86400000;
+    if (days >= MAX_DAYS) from = isoDay(new Date(Date.parse(to) - (MAX_DAYS - 1) * 86400000));
+    return { from, to };
+  }
+
+  changed() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.show(), REFRESH_AFTER_CHANGE_MS);
+  }
+
+  async show() {
+    const T = this.T;
+    const { from, to } = this.period();
+    this.form.elements.from.value = from;
+    this.form.elements.to.value = to;
+    const range = `from=${encodeURIComponent(dayStart(from))}&to=${encodeURIComponent(dayStart(to, 1))}`;
+    const stats = (groupBy) => this.api(`/api/v1/stats?${range}&group_by=${groupBy}`);
+    this.status.textContent = T.loading;
+    this.charts.setAttribute("aria-busy", "true");
+    let days;
+    let types;
+    let teams;
+    let locations;
+    try {
+      [days, types, teams, locations] = await Promise.all([
+        stats("day"),
+        stats("alarm_type"),
+        stats("team"),
+        stats("location").catch(() => null),
+      ]);
+    } catch (error) {
+      this.status.textContent = error.message;
+      this.charts.removeAttribute("aria-busy");
+      return;
+    }
+    this.draw(days.groups, types.groups, teams.groups, locations?.groups ?? null);
+    this.charts.removeAttribute("aria-busy");
+    this.status.textContent = days.groups.some((g) => g.created || g.closed || g.open_backlog)
+      ? `${T.range}: ${from} – ${to}`
+      : T.noData;
+  }
+
+  draw(days, types, teams, locations) {
+    const T = this.T;
+    for (const chart of this.drawn) chart.destroy();
+    this.drawn = [];
+    this.charts.replaceChildren();
+    const last = days[days.length - 1];
+    this.totals.replaceChildren(
+      ...[
+        ["created", T.totalCreated, sum(days, "created")],
+        ["closed", T.totalClosed, sum(days, "closed")],
+        ["rejected", T.totalRejected, sum(days, "rejected")],
+        ["open_backlog", T.totalBacklog, last ? last.open_backlog : 0],
+        ["sla_breaches", T.totalBreaches, sum(days, "sla_breaches")],
+      ].map(([key, label, value]) => {
+        const box = document.createElement("div");
+        box.dataset.total = key;
+        const dt = document.createElement("dt");
+        dt.textContent = label;
+        const dd = document.createElement("dd");
+        dd.textContent = String(value);
+        box.append(dt, dd);
+        return box;
+      }),
+    );
+    const dayKeys = days.map((g) => g.key);
+    this.chart("per-day", T.chartPerDay, "bar", dayKeys, [
+      { label: T.createdSeries, data: days.map((g) => g.created) },
+      { label: T.closedSeries, data: days.map((g) => g.closed) },
+    ], { head: T.day });
+    this.chart("by-type", T.chartTypes, "bar",
+      types.map((g) => g.key), [
+        { label: T.createdSeries, data: types.map((g) => g.created) },
+        { label: T.closedSeries, data: types.map((g) => g.closed) },
+      ], { head: T.alarmType });
+    this.chart("backlog", T.chartBacklog, "line", dayKeys, [
+      { label: T.backlogSeries, data: days.map((g) => g.open_backlog) },
+    ], { head: T.day });
+    this.chart("medians", T.chartMedians, "bar", teams.map((g) => g.key ?? T.noTeam), [
+      { label: T.acceptSeries, data: teams.map((g) => minutes(g.median_minutes_to_accept)) },
+      { label: T.closeSeries, data: teams.map((g) => minutes(g.median_minutes_to_close)) },
+    ], { head: T.team });
+    this.chart("breaches", T.chartBreaches, "bar", dayKeys, [
+      { label: T.breachesSeries, data: days.map((g) => g.sla_breaches) },
+    ], { head: T.day });
+    if (locations) {
+      const top = [...locations]
+        .sort((a, b) => b.created - a.created || String(a.key).localeCompare(String(b.key)))
+        .slice(0, TOP_LOCATIONS);
+      this.chart("locations", T.chartLocations, "bar", top.map((g) => g.key), [
+        { label: T.reportsSeries, data: top.map((g) => g.created) },
+      ], { head: T.fields.location, horizontal: true });
+    }
+  }
+
+  /** One figure: caption, canvas (named by a summary of its numbers) and the data table. */
+  chart(name, title, type, labels, series, { head, horizontal = false }) {
+    const T = this.T;
+    const figure = this.template.content.firstElementChild.cloneNode(true);
+    figure.dataset.chart = name;
+    const captionId = `chart-${name}-title`;
+    const caption = figure.querySelector("figcaption");
+    caption.id = captionId;
+    caption.textContent = title;
+    const canvas = figure.querySelector("canvas");
+    const summary = labels.length
+      ? labels
+          .map((label, i) => `${label} ${series.map((s) => `${s.label} ${s.data[i] ?? "—"}`).join(" ")}`)
+          .join("; ")
+      : T.noData;
+    canvas.setAttribute("aria-label", format(T.chartSummary, { title, summary }));
+    figure.querySelector("summary").textContent = `${T.table} · ${title}`;
+    const table = figure.querySelector("table");
+    table.setAttribute("aria-labelledby", captionId);
+    const headRow = table.querySelector("thead tr");
+    for (const text of [head, ...series.map((s) => s.label)]) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = text;
+      headRow.append(th);
+    }
+    const body = table.querySelector("tbody");
+    labels.forEach((label, i) => {
+      const row = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = label;
+      row.append(th);
+      for (const s of series) {
+        const td = document.createElement("td");
+        td.textContent = s.data[i] === null || s.data[i] === undefined ? "—" : String(s.data[i]);
+        row.append(td);
+      }
+      body.append(row);
+    });
+    this.charts.append(figure);
+    if (!window.Chart) return; // the numbers are still in the table
+    const chart = new window.Chart(canvas, {
+      type,
+      data: {
+        labels,
+        datasets: series.map((s, i) => ({
+          label: s.label,
+          data: s.data,
+          backgroundColor: PALETTE[i % PALETTE.length],
+          borderColor: PALETTE[i % PALETTE.length],
+          tension: 0.2,
+        })),
+      },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        indexAxis: horizontal ? "y" : "x",
+        plugins: { legend: { position: "bottom" } },
+        scales: { [horizontal ? "x" : "y"]: { beginAtZero: true, ticks: { precision: 0 } } },
+      },
+    });
+    this.drawn.push(chart);
+  }
+}

@@ -1,0 +1,382 @@
+"""The staff console (``/console``) in a real browser, on a phone-sized and a desk-sized screen.
+
+One server for the module, with the example routing rules (teams ``fire`` and ``property``), the
+service and admin tokens set (so the page needs a browser session) and a known data set filed
+in the past with a manual clock, so the dashboard's numbers are known. People sign in with
+one-time links, as ``登录`` issues them. Orders the tests act on are filed through the admin API
+as the test goes.
+
+Set ``CONSOLE_SCREENSHOTS=1`` to also write the list, detail and dashboard screenshots of the
+user guide (``docs/img/console-*.png``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    FilePayload,
+    Page,
+    ViewportSize,
+    expect,
+)
+
+from snapreport.config import Settings
+from tests.e2e.conftest import REPO_ROOT, issue_link
+from tests.harness.clock import FakeClock
+from tests.integration.dispatch_kit import RULES, desk
+from tests.integration.http_kit import jpeg_bytes, png_bytes
+from tests.integration.live_server import live_server, local_settings
+
+pytestmark = pytest.mark.e2e
+expect.set_options(timeout=20_000)
+
+API_TOKEN = "console-service-token"
+ADMIN_TOKEN = "console-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+PHONE = ViewportSize(width=390, height=844)
+DESK = ViewportSize(width=1440, height=900)
+SCREENS = {"phone": PHONE, "desk": DESK}
+SHOTS = REPO_ROOT / "docs" / "img"
+TIMEZONE = "Asia/Shanghai"
+
+
+@dataclass(frozen=True, slots=True)
+class Console:
+    url: str
+    settings: Settings
+    seeded: dict[str, str]  # name in the data set -> order number
+
+
+def _run(coroutine: Any) -> Any:
+    # Playwright's sync API runs an event loop in this thread: run ours in another one
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    from snapreport.channels.http import create_app
+
+    tmp = tmp_path_factory.mktemp("console")
+    rules = tmp / "rules.toml"
+    rules.write_text(RULES, encoding="utf-8")
+    settings = local_settings(
+        tmp,
+        api_token=API_TOKEN,
+        admin_token=ADMIN_TOKEN,
+        session={"backend": "sqlite"},
+        dispatch={"rules_file": str(rules)},
+    )
+    seeded = _run(_seed(settings.orders.url))
+    with live_server(create_app(settings)) as url:
+        yield Console(url, settings, seeded)
+
+
+async def _seed(url: str) -> dict[str, str]:
+    """The known data set: three days in November 2026 (Asia/Shanghai)."""
+    clock = FakeClock(_at("2026-11-01T09:00:00+08:00"))
+    numbers: dict[str, str] = {}
+    async with desk(url, clock) as d:
+        # day 1: two fire orders and one property order
+        numbers["a"] = (await d.report("消防通道堵塞", "A区北门")).number
+        numbers["b"] = (await d.report("消防设施损坏", "A区东门")).number
+        numbers["c"] = (await d.report("垃圾堆放", "B区车库")).number
+        clock.advance(10 * 60)
+        await d.dispatch.accept(numbers["a"], "lisi")
+        clock.advance(50 * 60)
+        await d.dispatch.close(
+            numbers["a"],
+            by="lisi",
+            close_image_key=None,
+            verified=None,
+            note="已清理",
+            forced=False,
+        )
+        # day 2
+        clock.now = _at("2026-11-02T10:00:00+08:00")
+        numbers["d"] = (await d.report("消防通道堵塞", "A区北门")).number
+        clock.advance(20 * 60)
+        await d.dispatch.accept(numbers["d"], "wangwu")
+        await d.dispatch.reject(numbers["c"], "pmlead", "重复上报")
+        # day 3
+        clock.now = _at("2026-11-03T15:00:00+08:00")
+        numbers["e"] = (await d.report("垃圾堆放", "B区车库", reporter="bob")).number
+        await d.dispatch.close(
+            numbers["d"],
+            by="wangwu",
+            close_image_key=None,
+            verified=None,
+            note="修好了",
+            forced=False,
+        )
+    return numbers
+
+
+def _at(iso: str) -> float:
+    return datetime.fromisoformat(iso).astimezone(UTC).timestamp()
+
+
+def file_order(
+    console: Console, location: str, alarm_type: str = "消防通道堵塞", **extra: Any
+) -> dict[str, Any]:
+    image = {"data": base64.b64encode(png_bytes()).decode(), "mime": "image/png"}
+    answer = httpx.post(
+        f"{console.url}/api/v1/orders",
+        json={
+            "alarm_type": alarm_type,
+            "location": location,
+            "description": f"{location} 需要处理",
+            "reporter": "alice",
+            "image": image,
+            **extra,
+        },
+        headers=ADMIN,
+    )
+    assert answer.status_code == 201, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def signed_in(
+    browser: Browser, console: Console, user: str, screen: str = "desk", *, locale: str = "zh-CN"
+) -> tuple[BrowserContext, Page, list[str]]:
+    """A browser context signed in as ``user`` through a one-time link, on the console."""
+    context = browser.new_context(
+        viewport=SCREENS[screen],
+        locale=locale,
+        timezone_id=TIMEZONE,
+        is_mobile=screen == "phone",
+        has_touch=screen == "phone",
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    link = issue_link(console.settings, user)
+    page.goto(f"{console.url}{link}?next=/console")
+    ready(page)
+    return context, page, errors
+
+
+def ready(page: Page) -> None:
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+def row(page: Page, number: str) -> Any:
+    return page.locator(f'#orders li[data-number="{number}"]')
+
+
+def open_order(page: Page, number: str) -> None:
+    row(page, number).get_by_role("link").click()
+    expect(page.locator("#detail-title")).to_contain_text(number)
+    expect(page.locator("#detail-title")).to_be_focused()
+
+
+def search(page: Page, text: str) -> None:
+    page.get_by_label("搜索").fill(text)
+    page.get_by_role("button", name="筛选", exact=True).click()
+
+
+def test_without_a_session_the_console_offers_sign_in(browser: Browser, console: Console) -> None:
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{console.url}/console/orders/WO-20261101-0001")
+    ready(page)
+    prompt = page.get_by_role("region", name="请先登录")
+    expect(prompt).to_be_visible()
+    expect(prompt).to_contain_text("登录")
+    # WeCom is not configured here: no WeCom button, the chat command is explained instead
+    expect(page.get_by_role("link", name="用企业微信登录")).to_be_hidden()
+    expect(page.locator("#orders-view")).to_be_hidden()
+    policy = httpx.get(f"{console.url}/console").headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "'unsafe-inline'" not in policy
+    context.close()
+
+
+@pytest.mark.parametrize("screen", ["phone", "desk"])
+def test_filter_accept_and_close_with_a_photo(
+    browser: Browser, console: Console, screen: str
+) -> None:
+    place = f"A区{screen}门"
+    order = file_order(console, place)
+    other = file_order(console, f"3号楼{screen}侧")
+    number = order["number"]
+    context, page, errors = signed_in(browser, console, "lisi", screen)
+    # opens on open and accepted orders of the member's team
+    expect(row(page, number)).to_be_visible()
+    expect(page.get_by_label("状态")).to_have_value("")
+
+    search(page, place)
+    expect(row(page, number)).to_be_visible()
+    expect(row(page, other["number"])).to_have_count(0)
+    expect(page.locator("#list-status")).to_have_text("显示 1 条工单")
+    assert httpx.URL(page.url).params["q"] == place
+
+    open_order(page, number)
+    detail = page.locator("#detail")
+    expect(detail.locator('[data-field="location"]')).to_have_text(place)
+    expect(detail.locator('[data-field="sla"]')).to_contain_text("剩余")
+    before = detail.get_by_role("img", name=f"工单 {number} 的上报照片")
+    expect(before).to_be_visible()
+    expect(before).to_have_js_property("complete", True)
+    assert before.evaluate("img => img.naturalWidth") == 32
+    # a member may accept (and comment), not transfer or reject
+    actions = page.get_by_role("group", name="操作")
+    expect(actions.get_by_role("button")).to_have_text(["接单", "备注"])
+
+    actions.get_by_role("button", name="接单").click()
+    confirmation = page.locator("#confirmation")
+    expect(confirmation).to_contain_text("状态 待处理 → 处理中")
+    expect(confirmation).to_contain_text("处理人 — → lisi")
+    expect(confirmation).to_be_focused()
+    expect(page.locator("#detail-status")).to_have_text("处理中")
+    # now its assignee: transfer within the team and close, no longer accept
+    expect(actions.get_by_role("button")).to_have_text(["转派", "结单", "备注"])
+
+    actions.get_by_role("button", name="结单").click()
+    page.get_by_label("结单说明").fill("已清理通道")
+    page.get_by_label("结单照片（可选）").set_input_files(
+        files=[FilePayload(name="fixed.jpg", mimeType="image/jpeg", buffer=jpeg_bytes(40, 30))]
+    )
+    page.get_by_role("button", name="结单", exact=True).last.click()
+    expect(confirmation).to_contain_text("状态 处理中 → 已结单")
+    expect(page.locator("#detail-status")).to_have_text("已结单")
+    after = detail.get_by_role("img", name=f"工单 {number} 的结单照片")
+    expect(after).to_have_js_property("complete", True)
+    assert after.evaluate("img => img.naturalWidth") == 40
+    expect(detail.locator('[data-field="close_note"]')).to_have_text("已清理通道")
+    expect(page.locator("#timeline li")).to_have_count(3)
+    expect(page.locator("#timeline")).to_contain_text("结单")
+    # a closed order leaves the list of open and accepted ones
+    expect(row(page, number)).to_have_count(0)
+
+    shown = httpx.get(f"{console.url}/api/v1/orders/{number}", headers=ADMIN).json()
+    assert (shown["status"], shown["assignee"], shown["closed_by"]) == ("closed", "lisi", "lisi")
+    assert shown["close_image_key"]
+    assert errors == [], f"the page's script failed: {errors}"
+    context.close()
+
+
+@pytest.mark.parametrize("screen", ["phone", "desk"])
+def test_a_lead_transfers_and_rejects_with_a_reason(
+    browser: Browser, console: Console, screen: str
+) -> None:
+    moved = file_order(console, f"A区{screen}转派")
+    refused = file_order(console, f"A区{screen}退回")
+    context, page, errors = signed_in(browser, console, "zhaoliu", screen)
+    search(page, f"A区{screen}")
+    expect(page.locator("#list-status")).to_have_text("显示 2 条工单")
+
+    open_order(page, moved["number"])
+    actions = page.get_by_role("group", name="操作")
+    expect(actions.get_by_role("button")).to_have_text(["接单", "转派", "退回", "结单", "备注"])
+    actions.get_by_role("button", name="转派").click()
+    target = page.get_by_label("转派给（用户或班组）")
+    expect(target).to_be_focused()
+    target.fill("wangwu")
+    page.get_by_role("button", name="转派", exact=True).last.click()
+    confirmation = page.locator("#confirmation")
+    expect(confirmation).to_contain_text("处理人 — → wangwu")
+    expect(row(page, moved["number"])).to_contain_text("wangwu")
+
+    if screen == "phone":
+        page.get_by_role("button", name="返回列表").click()
+        expect(row(page, refused["number"]).get_by_role("link")).to_be_visible()
+    open_order(page, refused["number"])
+    actions.get_by_role("button", name="退回").click()
+    reason = page.get_by_label("原因")
+    submit = page.get_by_role("button", name="退回", exact=True).last
+    submit.click()  # the reason is required: nothing is sent
+    expect(reason).to_be_focused()
+    assert reason.evaluate("el => el.validity.valueMissing") is True
+    reason.fill("重复上报")
+    submit.click()
+    expect(confirmation).to_contain_text("状态 待处理 → 已退回")
+    expect(page.locator('#detail [data-field="reject_reason"]')).to_have_text("重复上报")
+    expect(row(page, refused["number"])).to_have_count(0)
+
+    shown = httpx.get(f"{console.url}/api/v1/orders/{refused['number']}", headers=ADMIN).json()
+    assert (shown["status"], shown["reject_reason"]) == ("rejected", "重复上报")
+    assert errors == [], f"the page's script failed: {errors}"
+    context.close()
+
+
+def test_a_worker_cannot_see_or_act_on_another_teams_orders(
+    browser: Browser, console: Console
+) -> None:
+    fire = file_order(console, "A区隔离测试")
+    mine = file_order(console, "B区隔离测试", "垃圾堆放")
+    context, page, errors = signed_in(browser, console, "pm1")
+    search(page, "隔离测试")
+    expect(row(page, mine["number"])).to_be_visible()
+    expect(row(page, fire["number"])).to_have_count(0)
+    # all statuses, all teams: still none of fire's
+    page.get_by_label("状态").select_option("any")
+    page.get_by_label("班组").fill("fire")
+    page.get_by_role("button", name="筛选", exact=True).click()
+    expect(page.locator("#list-status")).to_have_text("没有符合条件的工单。")
+
+    # a deep link to fire's order: not found, nothing shown
+    page.goto(f"{console.url}/console/orders/{fire['number']}")
+    ready(page)
+    expect(page.get_by_role("alert")).to_contain_text(fire["number"])
+    expect(page.locator("#detail")).to_be_hidden()
+
+    # the API with the same session says the same, and changes nothing
+    me = page.request.get(f"{console.url}/api/v1/me").json()
+    csrf = {"X-CSRF-Token": me["csrf_token"]}
+    base = f"{console.url}/api/v1/orders/{fire['number']}"
+    for path in ("", "/actions", "/notifications", "/photos/report"):
+        assert page.request.get(base + path).status == 404, path
+    for action, body in (("accept", {}), ("reject", {"reason": "x"}), ("close", {"note": ""})):
+        answer = page.request.post(f"{base}/{action}", data=body, headers=csrf)
+        assert answer.status == 404, action
+        assert answer.json()["error"]["code"] == "order_not_found"
+    export = page.request.get(f"{console.url}/api/v1/orders?q=隔离测试&status=open")
+    assert [o["number"] for o in export.json()["orders"]] == [mine["number"]]
+    shown = httpx.get(base, headers=ADMIN).json()
+    assert (shown["status"], [e["kind"] for e in shown["events"]]) == ("open", ["created"])
+    assert errors == [], f"the page's script failed: {errors}"
+    context.close()
+
+
+def test_english_and_keyboard(browser: Browser, console: Console) -> None:
+    order = file_order(console, "A区键盘")
+    context, page, errors = signed_in(browser, console, "wangwu", locale="en-US")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("navigation", name="Console")).to_be_visible()
+    page.get_by_label("Search").fill("A区键盘")
+    page.get_by_label("Search").press("Enter")
+    expect(page.locator("#list-status")).to_have_text("Orders shown: 1")
+    link = row(page, order["number"]).get_by_role("link")
+    link.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#detail-title")).to_be_focused()
+    expect(page.locator("#detail-title")).to_have_text(f"Order {order['number']}")
+    page.keyboard.press("Escape")
+    expect(page.locator("#detail")).to_be_hidden()
+    expect(link).to_be_focused()
+    # the choice of language is kept
+    page.get_by_role("button", name="切换到中文").click()
+    ready(page)
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    assert re.search(r"/console", page.url)
+    assert errors == [], f"the page's script failed: {errors}"
+    context.close()
+
+
+def screenshots_wanted() -> bool:
+    return os.environ.get("CONSOLE_SCREENSHOTS") == "1"
