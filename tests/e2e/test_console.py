@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,7 +35,7 @@ from playwright.sync_api import (
 )
 
 from snapreport.config import Settings
-from tests.e2e.conftest import REPO_ROOT, issue_link
+from tests.e2e.conftest import ARTIFACTS, REPO_ROOT, issue_link
 from tests.harness.clock import FakeClock
 from tests.integration.dispatch_kit import RULES, desk
 from tests.integration.http_kit import jpeg_bytes, png_bytes
@@ -51,6 +52,8 @@ DESK = ViewportSize(width=1440, height=900)
 SCREENS = {"phone": PHONE, "desk": DESK}
 SHOTS = REPO_ROOT / "docs" / "img"
 TIMEZONE = "Asia/Shanghai"
+PAGE = 50  # the console's page size
+DELIVERY_ATTEMPTS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +263,7 @@ def test_filter_accept_and_close_with_a_photo(
     expect(detail.locator('[data-field="close_note"]')).to_have_text("已清理通道")
     expect(page.locator("#timeline li")).to_have_count(3)
     expect(page.locator("#timeline")).to_contain_text("结单")
+    shoot(page, f"console-detail-{screen}", docs=screen == "desk")
     # a closed order leaves the list of open and accepted ones
     expect(row(page, number)).to_have_count(0)
 
@@ -277,6 +281,8 @@ def test_a_lead_transfers_and_rejects_with_a_reason(
     moved = file_order(console, f"A区{screen}转派")
     refused = file_order(console, f"A区{screen}退回")
     context, page, errors = signed_in(browser, console, "zhaoliu", screen)
+    expect(row(page, moved["number"])).to_be_visible()
+    shoot(page, f"console-list-{screen}", docs=screen == "desk")
     search(page, f"A区{screen}")
     expect(page.locator("#list-status")).to_have_text("显示 2 条工单")
 
@@ -378,5 +384,173 @@ def test_english_and_keyboard(browser: Browser, console: Console) -> None:
     context.close()
 
 
-def screenshots_wanted() -> bool:
-    return os.environ.get("CONSOLE_SCREENSHOTS") == "1"
+def test_more_pages_comments_and_notifications_sent(browser: Browser, console: Console) -> None:
+    tag = "分页测试"
+    numbers = [file_order(console, f"A区{tag}{i:02d}")["number"] for i in range(PAGE + 3)]
+    context, page, errors = signed_in(browser, console, "dispatcher1")
+    search(page, tag)
+    expect(page.locator("#list-status")).to_have_text(f"显示 {PAGE} 条工单，还有更多")
+    expect(page.locator("#orders li")).to_have_count(PAGE)
+    # newest first; "more" brings the rest and puts the focus on the first new one
+    assert page.locator("#orders li").first.get_attribute("data-number") == numbers[-1]
+    page.get_by_role("button", name="加载更多").click()
+    expect(page.locator("#orders li")).to_have_count(PAGE + 3)
+    expect(page.get_by_role("button", name="加载更多")).to_be_hidden()
+    expect(row(page, numbers[2]).get_by_role("link")).to_be_focused()
+    shown = [li.get_attribute("data-number") for li in page.locator("#orders li").all()]
+    assert shown == numbers[::-1]
+
+    number = numbers[0]
+    open_order(page, number)
+    page.get_by_role("group", name="操作").get_by_role("button", name="备注").click()
+    page.get_by_label("备注内容").fill("已联系物业")
+    page.get_by_role("button", name="备注", exact=True).last.click()
+    expect(page.locator("#confirmation")).to_have_text(f"{number}：已添加备注")
+    expect(page.locator('#timeline li[data-kind="commented"]')).to_contain_text("已联系物业")
+    # the team's members were told of the new order (the outbox delivers it: reload until then)
+    sent = page.locator("#sent")
+    for _ in range(DELIVERY_ATTEMPTS):
+        if sent.get_by_text("发给 wangwu").count():
+            break
+        page.reload()
+        ready(page)
+        expect(page.locator("#detail-title")).to_contain_text(number)
+    expect(sent.get_by_text("发给 lisi")).to_be_visible()
+    expect(sent.get_by_text("发给 wangwu")).to_be_visible()
+    assert errors == [], f"the page's script failed: {errors}"
+    context.close()
+
+
+def chart_table(page: Page, name: str) -> dict[str, list[str]]:
+    """A dashboard chart's data table: row label -> its cells."""
+    rows = page.locator(f'figure[data-chart="{name}"] tbody tr')
+    found: dict[str, list[str]] = {}
+    for tr in rows.all():
+        label = tr.locator("th").inner_text()
+        found[label] = [td.inner_text() for td in tr.locator("td").all()]
+    return found
+
+
+def chart_data(page: Page, name: str) -> dict[str, Any]:
+    """What Chart.js drew: labels and each dataset's numbers."""
+    data: dict[str, Any] = page.locator(f'figure[data-chart="{name}"] canvas').evaluate(
+        """canvas => {
+            const chart = Chart.getChart(canvas);
+            return {labels: chart.data.labels,
+                    series: Object.fromEntries(chart.data.datasets.map(d => [d.label, d.data]))};
+        }"""
+    )
+    return data
+
+
+@pytest.mark.parametrize("screen", ["phone", "desk"])
+def test_the_dashboard_draws_the_known_data_set(
+    browser: Browser, console: Console, screen: str
+) -> None:
+    context, page, errors = signed_in(browser, console, "dispatcher1", screen)
+    page.get_by_role("link", name="看板").click()
+    expect(page.get_by_role("heading", name="统计看板")).to_be_focused()
+    page.get_by_label("开始日期").fill("2026-11-01")
+    page.get_by_label("结束日期").fill("2026-11-03")
+    page.get_by_role("button", name="刷新").click()
+    expect(page.locator("#dashboard-status")).to_have_text("统计区间: 2026-11-01 – 2026-11-03")
+    assert page.url.endswith("/console/dashboard?from=2026-11-01&to=2026-11-03")
+
+    totals = {
+        key: page.locator(f'#totals [data-total="{key}"] dd').inner_text()
+        for key in ("created", "closed", "rejected", "open_backlog", "sla_breaches")
+    }
+    assert totals == {
+        "created": "5",
+        "closed": "2",
+        "rejected": "1",
+        "open_backlog": "2",
+        "sla_breaches": "3",
+    }
+    days = ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert chart_table(page, "per-day") == {
+        "2026-11-01": ["3", "1"],
+        "2026-11-02": ["1", "1"],
+        "2026-11-03": ["1", "0"],
+    }
+    assert chart_data(page, "per-day") == {
+        "labels": days,
+        "series": {"新建": [3, 1, 1], "结单": [1, 1, 0]},
+    }
+    assert chart_data(page, "backlog") == {"labels": days, "series": {"未完成": [1, 2, 2]}}
+    assert chart_data(page, "breaches") == {"labels": days, "series": {"超时": [1, 1, 1]}}
+    assert chart_table(page, "by-type") == {
+        "消防通道堵塞": ["2", "2"],
+        "垃圾堆放": ["2", "0"],
+        "消防设施损坏": ["1", "0"],
+    }
+    # fire: accepted after 10 and 20 minutes, closed after 60 and 1740; property: neither
+    assert chart_table(page, "medians") == {"fire": ["15", "900"], "property": ["—", "—"]}
+    assert chart_data(page, "medians")["series"] == {
+        "接单用时": [15, None],
+        "结单用时": [900, None],
+    }
+    assert chart_data(page, "locations") == {
+        "labels": ["A区北门", "B区车库", "A区东门"],
+        "series": {"上报数": [2, 2, 1]},
+    }
+    # the numbers are also each canvas's accessible name
+    per_day = page.get_by_role("img", name=re.compile("每日新建与结单"))
+    expect(per_day).to_have_attribute("aria-label", re.compile("2026-11-01 新建 3 结单 1"))
+    shoot(page, f"console-dashboard-{screen}", docs=screen == "desk")
+    assert errors == [], f"the page's script failed: {errors}"
+    context.close()
+
+
+def test_a_second_screen_sees_a_change_within_a_second(browser: Browser, console: Console) -> None:
+    order = file_order(console, "A区实时")
+    number = order["number"]
+    watcher_context, watcher, watcher_errors = signed_in(browser, console, "zhaoliu")
+    expect(watcher.locator("#live")).to_have_attribute("data-state", "on")
+    open_order(watcher, number)
+    expect(row(watcher, number)).to_contain_text("待处理")
+
+    actor_context, actor, actor_errors = signed_in(browser, console, "lisi", "phone")
+    expect(actor.locator("#live")).to_have_attribute("data-state", "on")
+    search(actor, "A区实时")
+    open_order(actor, number)
+    actor.get_by_role("group", name="操作").get_by_role("button", name="接单").click()
+    expect(actor.locator("#confirmation")).to_contain_text("状态 待处理 → 处理中")
+    # the other screen: its list row and the open detail, and a polite announcement
+    expect(row(watcher, number)).to_contain_text("处理中", timeout=1000)
+    expect(watcher.locator("#detail-status")).to_have_text("处理中", timeout=1000)
+    expect(watcher.locator("#announce")).to_have_text(f"{number} 已更新：处理中")
+    # a new order appears on the first screen too
+    fresh = file_order(console, "A区实时新单")
+    expect(row(watcher, fresh["number"])).to_be_visible(timeout=1000)
+    assert watcher_errors == actor_errors == []
+    watcher_context.close()
+    actor_context.close()
+
+
+def test_export_downloads_the_current_filter(browser: Browser, console: Console) -> None:
+    tag = "导出测试"
+    numbers = [file_order(console, f"A区{tag}{i}")["number"] for i in range(3)]
+    file_order(console, f"B区{tag}", "垃圾堆放")  # another team's: not in lisi's file
+    context, page, errors = signed_in(browser, console, "lisi")
+    search(page, tag)
+    expect(page.locator("#orders li")).to_have_count(3)
+    with page.expect_download() as info:
+        page.get_by_role("link", name="导出 CSV").click()
+    download = info.value
+    data = Path(download.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    lines = data.decode("utf-8-sig").splitlines()
+    assert lines[0].split(",")[:3] == ["number", "status", "alarm_type"]
+    assert [line.split(",")[0] for line in lines[1:]] == numbers[::-1]
+    assert download.suggested_filename.endswith(".csv")
+    assert errors == [], f"the page's script failed: {errors}"
+    context.close()
+
+
+def shoot(page: Page, name: str, *, docs: bool) -> None:
+    """A screenshot under artifacts/; also the user guide's (docs/img/) when asked for."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=False)
+    if docs and os.environ.get("CONSOLE_SCREENSHOTS") == "1":
+        page.screenshot(path=SHOTS / f"{name.rsplit('-', 1)[0]}.png", full_page=False)

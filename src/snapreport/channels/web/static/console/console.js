@@ -12,6 +12,8 @@ const ACTIVE = ["open", "accepted"];
 const FILTERS = ["q", "status", "team", "assignee", "alarm_type", "from", "to", "overdue"];
 const PHOTO_TYPES = ["image/jpeg", "image/png", "image/webp"];
 const ORDER_PATH = /^\/console\/orders\/([^/]+)$/;
+const LIVE_RETRY_MS = 2000;
+const LIVE_RETRY_MAX_MS = 60000;
 
 const lang = pickLanguage();
 const T = TEXTS[lang];
@@ -610,13 +612,30 @@ function updateListed(order) {
 
 // ---------------------------------------------------------------- live updates
 
-function live() {
+function live(again = false) {
   if (!("EventSource" in window)) return;
   setLive("connecting");
   const events = new EventSource("/api/v1/events");
   app.events = events;
-  events.addEventListener("open", () => setLive("on"));
-  events.addEventListener("error", () => setLive(events.readyState === EventSource.CLOSED ? "off" : "connecting"));
+  let dropped = again;
+  events.addEventListener("open", () => {
+    app.liveDelay = 0;
+    setLive("on");
+    // the feed is at most once: what changed while it was away is read again
+    if (dropped) refresh();
+    dropped = false;
+  });
+  events.addEventListener("error", () => {
+    dropped = true;
+    if (events.readyState !== EventSource.CLOSED) {
+      setLive("connecting"); // the browser reconnects by itself
+      return;
+    }
+    // refused (signed out, too many streams): try again later, less and less often
+    setLive("off");
+    app.liveDelay = Math.min((app.liveDelay || LIVE_RETRY_MS / 2) * 2, LIVE_RETRY_MAX_MS);
+    setTimeout(() => live(true), app.liveDelay);
+  });
   events.addEventListener("order", (message) => {
     let data;
     try {
@@ -626,6 +645,15 @@ function live() {
     }
     onOrderEvent(data);
   });
+}
+
+function refresh() {
+  if (!el.dashboard.hidden) {
+    app.dashboard?.changed();
+    return;
+  }
+  loadList(new URLSearchParams(location.search));
+  if (app.detail) openDetail(app.detail.number, { focus: false });
 }
 
 function setLive(state) {

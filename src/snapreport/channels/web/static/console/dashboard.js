@@ -15,9 +15,9 @@ function isoDay(date) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }
 
-function dayStart(day, plus = 0) {
+function nextDay(day) {
   const [y, m, d] = day.split("-").map(Number);
-  return new Date(y, m - 1, d + plus).toISOString();
+  return isoDay(new Date(y, m - 1, d + 1));
 }
 
 function sum(groups, field) {
@@ -78,8 +78,9 @@ export class Dashboard {
     const { from, to } = this.period();
     this.form.elements.from.value = from;
     this.form.elements.to.value = to;
-    const range = `from=${encodeURIComponent(dayStart(from))}&to=${encodeURIComponent(dayStart(to, 1))}`;
-    const stats = (groupBy) => this.api(`/api/v1/stats?${range}&group_by=${groupBy}`);
+    // dates: the service's local days (SNAPREPORT_TIMEZONE); "to" is exclusive
+    const range = `from=${from}&to=${nextDay(to)}`;
+    const stats = (groupBy, extra = "") => this.api(`/api/v1/stats?${range}&group_by=${groupBy}${extra}`);
     this.status.textContent = T.loading;
     this.charts.setAttribute("aria-busy", "true");
     let days;
@@ -91,14 +92,14 @@ export class Dashboard {
         stats("day"),
         stats("alarm_type"),
         stats("team"),
-        stats("location").catch(() => null),
+        stats("location", `&limit=${TOP_LOCATIONS}`),
       ]);
     } catch (error) {
       this.status.textContent = error.message;
       this.charts.removeAttribute("aria-busy");
       return;
     }
-    this.draw(days.groups, types.groups, teams.groups, locations?.groups ?? null);
+    this.draw(days.groups, types.groups, teams.groups, locations.groups);
     this.charts.removeAttribute("aria-busy");
     this.status.textContent = days.groups.some((g) => g.created || g.closed || g.open_backlog)
       ? `${T.range}: ${from} – ${to}`
@@ -149,14 +150,10 @@ export class Dashboard {
     this.chart("breaches", T.chartBreaches, "bar", dayKeys, [
       { label: T.breachesSeries, data: days.map((g) => g.sla_breaches) },
     ], { head: T.day });
-    if (locations) {
-      const top = [...locations]
-        .sort((a, b) => b.created - a.created || String(a.key).localeCompare(String(b.key)))
-        .slice(0, TOP_LOCATIONS);
-      this.chart("locations", T.chartLocations, "bar", top.map((g) => g.key), [
-        { label: T.reportsSeries, data: top.map((g) => g.created) },
-      ], { head: T.fields.location, horizontal: true });
-    }
+    // the service answers the most reported places first
+    this.chart("locations", T.chartLocations, "bar", locations.map((g) => g.key), [
+      { label: T.reportsSeries, data: locations.map((g) => g.created) },
+    ], { head: T.fields.location, horizontal: true });
   }
 
   /** One figure: caption, canvas (named by a summary of its numbers) and the data table. */
