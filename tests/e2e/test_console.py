@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -153,24 +153,40 @@ def file_order(
     return body
 
 
-def signed_in(
-    browser: Browser, console: Console, user: str, screen: str = "desk", *, locale: str = "zh-CN"
-) -> tuple[BrowserContext, Page, list[str]]:
-    """A browser context signed in as ``user`` through a one-time link, on the console."""
-    context = browser.new_context(
-        viewport=SCREENS[screen],
-        locale=locale,
-        timezone_id=TIMEZONE,
-        is_mobile=screen == "phone",
-        has_touch=screen == "phone",
-    )
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    link = issue_link(console.settings, user)
-    page.goto(f"{console.url}{link}?next=/console")
-    ready(page)
-    return context, page, errors
+class SignIn(Protocol):
+    def __call__(
+        self, user: str, screen: str = "desk", *, locale: str = "zh-CN"
+    ) -> tuple[Page, list[str]]: ...
+
+
+@pytest.fixture
+def sign_in(browser: Browser, console: Console) -> Iterator[SignIn]:
+    """Open browser contexts signed in as someone through a one-time link, on the console;
+    closed after the test whatever happens (an open live stream would hold the server)."""
+    contexts: list[BrowserContext] = []
+
+    def open_as(
+        user: str, screen: str = "desk", *, locale: str = "zh-CN"
+    ) -> tuple[Page, list[str]]:
+        context = browser.new_context(
+            viewport=SCREENS[screen],
+            locale=locale,
+            timezone_id=TIMEZONE,
+            is_mobile=screen == "phone",
+            has_touch=screen == "phone",
+        )
+        contexts.append(context)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        link = issue_link(console.settings, user)
+        page.goto(f"{console.url}{link}?next=/console")
+        ready(page)
+        return page, errors
+
+    yield open_as
+    for context in contexts:
+        context.close()
 
 
 def ready(page: Page) -> None:
@@ -211,13 +227,13 @@ def test_without_a_session_the_console_offers_sign_in(browser: Browser, console:
 
 @pytest.mark.parametrize("screen", ["phone", "desk"])
 def test_filter_accept_and_close_with_a_photo(
-    browser: Browser, console: Console, screen: str
+    sign_in: SignIn, console: Console, screen: str
 ) -> None:
     place = f"A区{screen}门"
     order = file_order(console, place)
     other = file_order(console, f"3号楼{screen}侧")
     number = order["number"]
-    context, page, errors = signed_in(browser, console, "lisi", screen)
+    page, errors = sign_in("lisi", screen)
     # opens on open and accepted orders of the member's team
     expect(row(page, number)).to_be_visible()
     expect(page.get_by_label("状态")).to_have_value("")
@@ -271,16 +287,15 @@ def test_filter_accept_and_close_with_a_photo(
     assert (shown["status"], shown["assignee"], shown["closed_by"]) == ("closed", "lisi", "lisi")
     assert shown["close_image_key"]
     assert errors == [], f"the page's script failed: {errors}"
-    context.close()
 
 
 @pytest.mark.parametrize("screen", ["phone", "desk"])
 def test_a_lead_transfers_and_rejects_with_a_reason(
-    browser: Browser, console: Console, screen: str
+    sign_in: SignIn, console: Console, screen: str
 ) -> None:
     moved = file_order(console, f"A区{screen}转派")
     refused = file_order(console, f"A区{screen}退回")
-    context, page, errors = signed_in(browser, console, "zhaoliu", screen)
+    page, errors = sign_in("zhaoliu", screen)
     expect(row(page, moved["number"])).to_be_visible()
     shoot(page, f"console-list-{screen}", docs=screen == "desk")
     search(page, f"A区{screen}")
@@ -317,15 +332,14 @@ def test_a_lead_transfers_and_rejects_with_a_reason(
     shown = httpx.get(f"{console.url}/api/v1/orders/{refused['number']}", headers=ADMIN).json()
     assert (shown["status"], shown["reject_reason"]) == ("rejected", "重复上报")
     assert errors == [], f"the page's script failed: {errors}"
-    context.close()
 
 
 def test_a_worker_cannot_see_or_act_on_another_teams_orders(
-    browser: Browser, console: Console
+    sign_in: SignIn, console: Console
 ) -> None:
     fire = file_order(console, "A区隔离测试")
     mine = file_order(console, "B区隔离测试", "垃圾堆放")
-    context, page, errors = signed_in(browser, console, "pm1")
+    page, errors = sign_in("pm1")
     search(page, "隔离测试")
     expect(row(page, mine["number"])).to_be_visible()
     expect(row(page, fire["number"])).to_have_count(0)
@@ -356,12 +370,11 @@ def test_a_worker_cannot_see_or_act_on_another_teams_orders(
     shown = httpx.get(base, headers=ADMIN).json()
     assert (shown["status"], [e["kind"] for e in shown["events"]]) == ("open", ["created"])
     assert errors == [], f"the page's script failed: {errors}"
-    context.close()
 
 
-def test_english_and_keyboard(browser: Browser, console: Console) -> None:
+def test_english_and_keyboard(sign_in: SignIn, console: Console) -> None:
     order = file_order(console, "A区键盘")
-    context, page, errors = signed_in(browser, console, "wangwu", locale="en-US")
+    page, errors = sign_in("wangwu", locale="en-US")
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.get_by_role("navigation", name="Console")).to_be_visible()
     page.get_by_label("Search").fill("A区键盘")
@@ -381,13 +394,12 @@ def test_english_and_keyboard(browser: Browser, console: Console) -> None:
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     assert re.search(r"/console", page.url)
     assert errors == [], f"the page's script failed: {errors}"
-    context.close()
 
 
-def test_more_pages_comments_and_notifications_sent(browser: Browser, console: Console) -> None:
+def test_more_pages_comments_and_notifications_sent(sign_in: SignIn, console: Console) -> None:
     tag = "分页测试"
     numbers = [file_order(console, f"A区{tag}{i:02d}")["number"] for i in range(PAGE + 3)]
-    context, page, errors = signed_in(browser, console, "dispatcher1")
+    page, errors = sign_in("dispatcher1")
     search(page, tag)
     expect(page.locator("#list-status")).to_have_text(f"显示 {PAGE} 条工单，还有更多")
     expect(page.locator("#orders li")).to_have_count(PAGE)
@@ -418,7 +430,6 @@ def test_more_pages_comments_and_notifications_sent(browser: Browser, console: C
     expect(sent.get_by_text("发给 lisi")).to_be_visible()
     expect(sent.get_by_text("发给 wangwu")).to_be_visible()
     assert errors == [], f"the page's script failed: {errors}"
-    context.close()
 
 
 def chart_table(page: Page, name: str) -> dict[str, list[str]]:
@@ -426,8 +437,9 @@ def chart_table(page: Page, name: str) -> dict[str, list[str]]:
     rows = page.locator(f'figure[data-chart="{name}"] tbody tr')
     found: dict[str, list[str]] = {}
     for tr in rows.all():
-        label = tr.locator("th").inner_text()
-        found[label] = [td.inner_text() for td in tr.locator("td").all()]
+        # the table is in a closed <details>: read its text, not what is rendered
+        label = tr.locator("th").text_content() or ""
+        found[label] = [td.text_content() or "" for td in tr.locator("td").all()]
     return found
 
 
@@ -445,13 +457,14 @@ def chart_data(page: Page, name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("screen", ["phone", "desk"])
 def test_the_dashboard_draws_the_known_data_set(
-    browser: Browser, console: Console, screen: str
+    sign_in: SignIn, console: Console, screen: str
 ) -> None:
-    context, page, errors = signed_in(browser, console, "dispatcher1", screen)
+    page, errors = sign_in("dispatcher1", screen)
     page.get_by_role("link", name="看板").click()
     expect(page.get_by_role("heading", name="统计看板")).to_be_focused()
-    page.get_by_label("开始日期").fill("2026-11-01")
-    page.get_by_label("结束日期").fill("2026-11-03")
+    dashboard = page.get_by_role("region", name="统计看板")
+    dashboard.get_by_label("开始日期").fill("2026-11-01")
+    dashboard.get_by_label("结束日期").fill("2026-11-03")
     page.get_by_role("button", name="刷新").click()
     expect(page.locator("#dashboard-status")).to_have_text("统计区间: 2026-11-01 – 2026-11-03")
     assert page.url.endswith("/console/dashboard?from=2026-11-01&to=2026-11-03")
@@ -499,18 +512,17 @@ def test_the_dashboard_draws_the_known_data_set(
     expect(per_day).to_have_attribute("aria-label", re.compile("2026-11-01 新建 3 结单 1"))
     shoot(page, f"console-dashboard-{screen}", docs=screen == "desk")
     assert errors == [], f"the page's script failed: {errors}"
-    context.close()
 
 
-def test_a_second_screen_sees_a_change_within_a_second(browser: Browser, console: Console) -> None:
+def test_a_second_screen_sees_a_change_within_a_second(sign_in: SignIn, console: Console) -> None:
     order = file_order(console, "A区实时")
     number = order["number"]
-    watcher_context, watcher, watcher_errors = signed_in(browser, console, "zhaoliu")
+    watcher, watcher_errors = sign_in("zhaoliu")
     expect(watcher.locator("#live")).to_have_attribute("data-state", "on")
     open_order(watcher, number)
     expect(row(watcher, number)).to_contain_text("待处理")
 
-    actor_context, actor, actor_errors = signed_in(browser, console, "lisi", "phone")
+    actor, actor_errors = sign_in("lisi", "phone")
     expect(actor.locator("#live")).to_have_attribute("data-state", "on")
     search(actor, "A区实时")
     open_order(actor, number)
@@ -524,15 +536,13 @@ def test_a_second_screen_sees_a_change_within_a_second(browser: Browser, console
     fresh = file_order(console, "A区实时新单")
     expect(row(watcher, fresh["number"])).to_be_visible(timeout=1000)
     assert watcher_errors == actor_errors == []
-    watcher_context.close()
-    actor_context.close()
 
 
-def test_export_downloads_the_current_filter(browser: Browser, console: Console) -> None:
+def test_export_downloads_the_current_filter(sign_in: SignIn, console: Console) -> None:
     tag = "导出测试"
     numbers = [file_order(console, f"A区{tag}{i}")["number"] for i in range(3)]
     file_order(console, f"B区{tag}", "垃圾堆放")  # another team's: not in lisi's file
-    context, page, errors = signed_in(browser, console, "lisi")
+    page, errors = sign_in("lisi")
     search(page, tag)
     expect(page.locator("#orders li")).to_have_count(3)
     with page.expect_download() as info:
@@ -545,7 +555,6 @@ def test_export_downloads_the_current_filter(browser: Browser, console: Console)
     assert [line.split(",")[0] for line in lines[1:]] == numbers[::-1]
     assert download.suggested_filename.endswith(".csv")
     assert errors == [], f"the page's script failed: {errors}"
-    context.close()
 
 
 def shoot(page: Page, name: str, *, docs: bool) -> None:

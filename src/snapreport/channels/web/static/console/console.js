@@ -574,7 +574,7 @@ async function act(action, form) {
   el.actionSubmit.disabled = true;
   const buttons = el.actions.querySelectorAll("button");
   for (const button of buttons) button.disabled = true;
-  announce(T.working);
+  el.actionSubmit.textContent = T.working;
   try {
     const body = action === "accept" ? {} : await bodyOf(action, form);
     const after = await post(path, body);
@@ -585,10 +585,10 @@ async function act(action, form) {
     hideActionForm();
     if (action !== "comment") updateListed(after);
     await openDetail(number, { focus: false });
+    // a status region, focused: read out once, and the keyboard goes on from there
     el.confirmation.textContent = message;
     el.confirmation.hidden = false;
     el.confirmation.focus();
-    announce(message);
     clearError();
   } catch (error) {
     showError(error);
@@ -600,6 +600,7 @@ async function act(action, form) {
     }
   } finally {
     el.actionSubmit.disabled = false;
+    if (app.pending) el.actionSubmit.textContent = T.action[app.pending];
   }
 }
 
