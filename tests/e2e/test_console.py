@@ -179,6 +179,11 @@ def sign_in(browser: Browser, console: Console) -> Iterator[SignIn]:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # the page (Chart.js included) keeps to the Content-Security-Policy: no inline style
+        page.on(
+            "console",
+            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         link = issue_link(console.settings, user)
         page.goto(f"{console.url}{link}?next=/console")
         ready(page)
