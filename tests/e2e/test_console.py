@@ -486,14 +486,20 @@ def test_the_dashboard_draws_the_known_data_set(
         "sla_breaches": "3",
     }
     days = ["2026-11-01", "2026-11-02", "2026-11-03"]
-    assert chart_table(page, "per-day") == {
-        "2026-11-01": ["3", "1"],
-        "2026-11-02": ["1", "1"],
-        "2026-11-03": ["1", "0"],
+    # per day by type: the most reported types first (ties by name), then the day's total
+    assert chart_table(page, "created-per-day") == {
+        "2026-11-01": ["1", "1", "1", "3"],
+        "2026-11-02": ["0", "1", "0", "1"],
+        "2026-11-03": ["1", "0", "0", "1"],
     }
-    assert chart_data(page, "per-day") == {
+    assert chart_data(page, "created-per-day") == {
         "labels": days,
-        "series": {"新建": [3, 1, 1], "结单": [1, 1, 0]},
+        "series": {"垃圾堆放": [1, 0, 1], "消防通道堵塞": [1, 1, 0], "消防设施损坏": [1, 0, 0]},
+    }
+    assert chart_table(page, "closed-per-day") == {
+        "2026-11-01": ["0", "1", "0", "1"],
+        "2026-11-02": ["0", "1", "0", "1"],
+        "2026-11-03": ["0", "0", "0", "0"],
     }
     assert chart_data(page, "backlog") == {"labels": days, "series": {"未完成": [1, 2, 2]}}
     assert chart_data(page, "breaches") == {"labels": days, "series": {"超时": [1, 1, 1]}}
@@ -513,8 +519,10 @@ def test_the_dashboard_draws_the_known_data_set(
         "series": {"上报数": [2, 2, 1]},
     }
     # the numbers are also each canvas's accessible name
-    per_day = page.get_by_role("img", name=re.compile("每日新建与结单"))
-    expect(per_day).to_have_attribute("aria-label", re.compile("2026-11-01 新建 3 结单 1"))
+    per_day = page.get_by_role("img", name=re.compile("每日新建"))
+    expect(per_day).to_have_attribute(
+        "aria-label", re.compile("2026-11-01 垃圾堆放 1 消防通道堵塞 1 消防设施损坏 1 合计 3")
+    )
     shoot(page, f"console-dashboard-{screen}", docs=screen == "desk")
     assert errors == [], f"the page's script failed: {errors}"
 

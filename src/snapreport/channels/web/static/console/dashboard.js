@@ -8,6 +8,8 @@ const DEFAULT_DAYS = 14;
 const MAX_DAYS = 366;
 const REFRESH_AFTER_CHANGE_MS = 2000;
 const TOP_LOCATIONS = 10;
+// the per-day charts stack this many types, the rest as one "other"
+const TYPE_SERIES = 6;
 const PALETTE = ["#0f766e", "#2563eb", "#d97706", "#db2777", "#7c3aed", "#65a30d", "#0891b2", "#dc2626"];
 
 function isoDay(date) {
@@ -99,14 +101,27 @@ export class Dashboard {
       this.charts.removeAttribute("aria-busy");
       return;
     }
-    this.draw(days.groups, types.groups, teams.groups, locations.groups);
+    // per day, by type: the day grouping of each of the most reported types
+    const shownTypes = types.groups.slice(0, TYPE_SERIES).map((g) => g.key);
+    let byType;
+    try {
+      byType = await Promise.all(
+        shownTypes.map((type) => stats("day", `&alarm_type=${encodeURIComponent(type)}`)),
+      );
+    } catch (error) {
+      this.status.textContent = error.message;
+      this.charts.removeAttribute("aria-busy");
+      return;
+    }
+    const perType = shownTypes.map((type, i) => ({ type, groups: byType[i].groups }));
+    this.draw(days.groups, perType, types.groups, teams.groups, locations.groups);
     this.charts.removeAttribute("aria-busy");
     this.status.textContent = days.groups.some((g) => g.created || g.closed || g.open_backlog)
       ? `${T.range}: ${from} – ${to}`
       : T.noData;
   }
 
-  draw(days, types, teams, locations) {
+  draw(days, perType, types, teams, locations) {
     const T = this.T;
     for (const chart of this.drawn) chart.destroy();
     this.drawn = [];
@@ -131,10 +146,19 @@ export class Dashboard {
       }),
     );
     const dayKeys = days.map((g) => g.key);
-    this.chart("per-day", T.chartPerDay, "bar", dayKeys, [
-      { label: T.createdSeries, data: days.map((g) => g.created) },
-      { label: T.closedSeries, data: days.map((g) => g.closed) },
-    ], { head: T.day });
+    for (const [name, title, field] of [
+      ["created-per-day", T.chartCreatedPerDay, "created"],
+      ["closed-per-day", T.chartClosedPerDay, "closed"],
+    ]) {
+      const series = perType.map(({ type, groups }) => ({
+        label: type,
+        data: groups.map((g) => g[field]),
+      }));
+      const other = days.map((g, i) => g[field] - series.reduce((n, s) => n + s.data[i], 0));
+      if (other.some((n) => n > 0)) series.push({ label: T.otherTypes, data: other });
+      series.push({ label: T.totalSeries, data: days.map((g) => g[field]), tableOnly: true });
+      this.chart(name, title, "bar", dayKeys, series, { head: T.day, stacked: true });
+    }
     this.chart("by-type", T.chartTypes, "bar",
       types.map((g) => g.key), [
         { label: T.createdSeries, data: types.map((g) => g.created) },
@@ -157,7 +181,7 @@ export class Dashboard {
   }
 
   /** One figure: caption, canvas (named by a summary of its numbers) and the data table. */
-  chart(name, title, type, labels, series, { head, horizontal = false }) {
+  chart(name, title, type, labels, series, { head, horizontal = false, stacked = false }) {
     const T = this.T;
     const figure = this.template.content.firstElementChild.cloneNode(true);
     figure.dataset.chart = name;
@@ -202,7 +226,7 @@ export class Dashboard {
       type,
       data: {
         labels,
-        datasets: series.map((s, i) => ({
+        datasets: series.filter((s) => !s.tableOnly).map((s, i) => ({
           label: s.label,
           data: s.data,
           backgroundColor: PALETTE[i % PALETTE.length],
@@ -216,7 +240,10 @@ export class Dashboard {
         maintainAspectRatio: false,
         indexAxis: horizontal ? "y" : "x",
         plugins: { legend: { position: "bottom" } },
-        scales: { [horizontal ? "x" : "y"]: { beginAtZero: true, ticks: { precision: 0 } } },
+        scales: {
+          [horizontal ? "y" : "x"]: { stacked },
+          [horizontal ? "x" : "y"]: { stacked, beginAtZero: true, ticks: { precision: 0 } },
+        },
       },
     });
     this.drawn.push(chart);
