@@ -10,7 +10,9 @@ const REFRESH_AFTER_CHANGE_MS = 2000;
 const TOP_LOCATIONS = 10;
 // the per-day charts stack this many types, the rest as one "other"
 const TYPE_SERIES = 6;
-const PALETTE = ["#0f766e", "#2563eb", "#d97706", "#db2777", "#7c3aed", "#65a30d", "#0891b2", "#dc2626"];
+// measures (created, closed, ...) in greys and teal; types in the colours after them
+const MEASURES = ["#0f766e", "#64748b", "#b42318"];
+const PALETTE = ["#2563eb", "#d97706", "#db2777", "#7c3aed", "#65a30d", "#0891b2", "#dc2626"];
 
 function isoDay(date) {
   const pad = (n) => String(n).padStart(2, "0");
@@ -157,7 +159,7 @@ export class Dashboard {
       const other = days.map((g, i) => g[field] - series.reduce((n, s) => n + s.data[i], 0));
       if (other.some((n) => n > 0)) series.push({ label: T.otherTypes, data: other });
       series.push({ label: T.totalSeries, data: days.map((g) => g[field]), tableOnly: true });
-      this.chart(name, title, "bar", dayKeys, series, { head: T.day, stacked: true });
+      this.chart(name, title, "bar", dayKeys, series, { head: T.day, stacked: true, colors: PALETTE });
     }
     this.chart("by-type", T.chartTypes, "bar",
       types.map((g) => g.key), [
@@ -181,7 +183,7 @@ export class Dashboard {
   }
 
   /** One figure: caption, canvas (named by a summary of its numbers) and the data table. */
-  chart(name, title, type, labels, series, { head, horizontal = false, stacked = false }) {
+  chart(name, title, type, labels, series, { head, horizontal = false, stacked = false, colors = MEASURES }) {
     const T = this.T;
     const figure = this.template.content.firstElementChild.cloneNode(true);
     figure.dataset.chart = name;
@@ -229,8 +231,8 @@ export class Dashboard {
         datasets: series.filter((s) => !s.tableOnly).map((s, i) => ({
           label: s.label,
           data: s.data,
-          backgroundColor: PALETTE[i % PALETTE.length],
-          borderColor: PALETTE[i % PALETTE.length],
+          backgroundColor: colors[i % colors.length],
+          borderColor: colors[i % colors.length],
           tension: 0.2,
         })),
       },
