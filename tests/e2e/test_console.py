@@ -231,7 +231,7 @@ def test_without_a_session_the_console_offers_sign_in(browser: Browser, console:
 
 
 @pytest.mark.parametrize("screen", ["phone", "desk"])
-def test_filter_accept_and_close_with_a_photo(
+def test_filter_accept_close_with_a_photo_and_reopen(
     sign_in: SignIn, console: Console, screen: str
 ) -> None:
     place = f"A区{screen}门"
@@ -287,10 +287,18 @@ def test_filter_accept_and_close_with_a_photo(
     shoot(page, f"console-detail-{screen}", docs=screen == "desk")
     # a closed order leaves the list of open and accepted ones
     expect(row(page, number)).to_have_count(0)
+    # ... and comes back when its team reopens it
+    expect(actions.get_by_role("button")).to_have_text(["重新打开", "备注"])
+    actions.get_by_role("button", name="重新打开").click()
+    page.get_by_label("原因（可选）").fill("又堵了")
+    page.get_by_role("button", name="重新打开", exact=True).last.click()
+    expect(confirmation).to_contain_text("状态 已结单 → 待处理")
+    expect(row(page, number)).to_have_count(1)  # (on a phone the detail hides the list)
 
     shown = httpx.get(f"{console.url}/api/v1/orders/{number}", headers=ADMIN).json()
-    assert (shown["status"], shown["assignee"], shown["closed_by"]) == ("closed", "lisi", "lisi")
-    assert shown["close_image_key"]
+    assert (shown["status"], shown["assignee"]) == ("open", "lisi")
+    kinds = [e["kind"] for e in shown["events"]]
+    assert kinds == ["created", "accepted", "closed", "reopened"]
     assert errors == [], f"the page's script failed: {errors}"
 
 
