@@ -1,6 +1,7 @@
 """What the console asks beyond the Staff API (SQLite and PostgreSQL): the page itself, an
-order's allowed actions, the notifications sent about it, its photos, and the list's repeated
-``status`` filter. Who may see an order is the Staff API's rule: 404 otherwise."""
+order's allowed actions, the notifications sent about it, its photos, the list's repeated
+``status`` filter and the figures of one type. Who may see an order is the Staff API's rule:
+404 otherwise."""
 
 from __future__ import annotations
 
@@ -186,4 +187,31 @@ async def test_status_may_be_repeated(app: Running) -> None:
     assert await listed("status=rejected&status=rejected") == [third]
     assert await listed("") == [third, second, first]
     refused = await app.client.get("/api/v1/orders?status=open&status=lost", headers=ADMIN)
+    assert refused.status_code == 422
+
+
+async def test_stats_of_one_type(app: Running) -> None:
+    """The dashboard's per-day figures of each type: ``alarm_type`` keeps one type's orders,
+    within what the caller may see."""
+    for location, alarm_type in (
+        ("A区一", "消防通道堵塞"),
+        ("A区二", "消防通道堵塞"),
+        ("A区三", "消防设施损坏"),
+        ("B区一", "垃圾堆放"),
+    ):
+        await file_order(app, location, alarm_type=alarm_type)
+
+    async def created(query: str, user: str = "dispatcher1") -> dict[str | None, int]:
+        answer = await app.client.get(f"/api/v1/stats?{query}", headers=as_user(user))
+        assert answer.status_code == 200, answer.text
+        return {g["key"]: g["created"] for g in answer.json()["groups"] if g["created"]}
+
+    [today] = (await created("group_by=day")).keys()
+    assert await created("group_by=day") == {today: 4}
+    assert await created("group_by=day&alarm_type=消防通道堵塞") == {today: 2}
+    assert await created("group_by=team&alarm_type=消防设施损坏") == {"fire": 1}
+    assert await created("group_by=day&alarm_type=垃圾堆放", "lisi") == {}
+    assert await created("group_by=day&alarm_type=垃圾堆放", "pm1") == {today: 1}
+    assert await created("group_by=day&alarm_type=没有") == {}
+    refused = await app.client.get("/api/v1/stats?alarm_type=", headers=ADMIN)
     assert refused.status_code == 422

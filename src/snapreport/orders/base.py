@@ -207,7 +207,7 @@ class StatsQuery:
     """The dashboard's figures over orders created in ``[created_from, created_to)``, grouped
     by ``group_by`` (``days`` are the bins of a ``day`` grouping, in order). ``now`` decides
     what is overdue; ``visible_to`` as in ``OrderQuery``; ``limit`` bounds the groups of a
-    ``location`` grouping (the most reported first)."""
+    ``location`` grouping (the most reported first); ``alarm_type`` keeps one type's orders."""
 
     group_by: StatsGrouping
     created_from: datetime
@@ -216,6 +216,7 @@ class StatsQuery:
     days: tuple[DayBin, ...] = ()
     visible_to: tuple[str, frozenset[str]] | None = None
     limit: int = 10
+    alarm_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

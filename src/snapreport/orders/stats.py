@@ -98,7 +98,7 @@ def cohort(query: StatsQuery, seen_by: SeenBy, minutes: Minutes) -> Subquery:
     ).where(o.created_at >= query.created_from, o.created_at < query.created_to)
     if query.visible_to is not None:
         statement = statement.where(seen_by(*query.visible_to))
-    return statement.subquery("cohort")
+    return _of_type(statement, query).subquery("cohort")
 
 
 def counts(rows: Subquery) -> Select[Any]:
@@ -164,7 +164,17 @@ def daily_backlog(query: StatsQuery, seen_by: SeenBy) -> Select[Any]:
     )
     if query.visible_to is not None:
         statement = statement.where(seen_by(*query.visible_to))
-    return statement
+    return _of_type(statement, query)
+
+
+def _of_type(statement: Select[Any], query: StatsQuery) -> Select[Any]:
+    """Only orders of ``query.alarm_type``, when it names one (the dashboard's per-day figures
+    of each type)."""
+    if query.alarm_type is None:
+        return statement
+    o = WorkOrderRow
+    of_type = select(AlarmRow.id).where(AlarmRow.alarm_type == query.alarm_type)
+    return statement.where(o.alarm_id.in_(of_type))
 
 
 def merge(

@@ -86,10 +86,11 @@ async def stats(
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LOCATIONS)] = 10,
+    alarm_type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> StatsOut:
     """Figures per group (``created``, ``closed``, ``rejected``, ``open_backlog``, the
     median minutes to accept and to close, ``sla_breaches``); ``limit`` cuts a ``location``
-    grouping to the most reported places."""
+    grouping to the most reported places; ``alarm_type`` counts only that type's orders."""
     app = state.app
     zone = ZoneInfo(app.settings.timezone)
     now = app.dispatch.now()
@@ -115,6 +116,7 @@ async def stats(
         now=now,
         days=day_bins(lower, upper, zone) if group_by == "day" else (),
         limit=limit,
+        alarm_type=alarm_type,
     )
     groups = await app.dispatch.stats(query, caller.roles)
     return StatsOut(
