@@ -306,12 +306,12 @@ def test_filter_accept_close_with_a_photo_and_reopen(
 def test_a_lead_transfers_and_rejects_with_a_reason(
     sign_in: SignIn, console: Console, screen: str
 ) -> None:
-    moved = file_order(console, f"A区{screen}转派")
-    refused = file_order(console, f"A区{screen}退回")
+    moved = file_order(console, f"A区{screen}组长转派")
+    refused = file_order(console, f"A区{screen}组长退回")
     page, errors = sign_in("zhaoliu", screen)
     expect(row(page, moved["number"])).to_be_visible()
     shoot(page, f"console-list-{screen}", docs=screen == "desk")
-    search(page, f"A区{screen}")
+    search(page, f"{screen}组长")
     expect(page.locator("#list-status")).to_have_text("显示 2 条工单")
 
     open_order(page, moved["number"])

@@ -578,6 +578,7 @@ async function act(action, form) {
   try {
     const body = action === "accept" ? {} : await bodyOf(action, form);
     const after = await post(path, body);
+    app.own = `${after.number} ${after.status}`; // its live echo is not announced again
     const what = action === "comment" ? null : describeChange(before, after);
     const message = action === "comment"
       ? format(T.commented, { number })
@@ -672,7 +673,10 @@ function onOrderEvent({ type, order }) {
     if (fresh) announce(format(T.liveNew, { number: order.number, type: order.alarm_type }));
   }
   if (app.detail?.number === order.number) {
-    const changed = type !== "order.commented" && app.detail.status !== order.status;
+    const changed =
+      type !== "order.commented" &&
+      app.detail.status !== order.status &&
+      app.own !== `${order.number} ${order.status}`;
     openDetail(order.number, { focus: false });
     if (changed) announce(format(T.liveChanged, { number: order.number, status: statusText(order.status) }));
   }
