@@ -16,7 +16,7 @@ import asyncio
 import base64
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +52,7 @@ DESK = ViewportSize(width=1440, height=900)
 SCREENS = {"phone": PHONE, "desk": DESK}
 SHOTS = REPO_ROOT / "docs" / "img"
 TIMEZONE = "Asia/Shanghai"
+EVENTS = "**/api/v1/events"
 PAGE = 50  # the console's page size
 DELIVERY_ATTEMPTS = 50
 
@@ -155,7 +156,12 @@ def file_order(
 
 class SignIn(Protocol):
     def __call__(
-        self, user: str, screen: str = "desk", *, locale: str = "zh-CN"
+        self,
+        user: str,
+        screen: str = "desk",
+        *,
+        locale: str = "zh-CN",
+        before: Callable[[BrowserContext], None] | None = None,
     ) -> tuple[Page, list[str]]: ...
 
 
@@ -166,7 +172,11 @@ def sign_in(browser: Browser, console: Console) -> Iterator[SignIn]:
     contexts: list[BrowserContext] = []
 
     def open_as(
-        user: str, screen: str = "desk", *, locale: str = "zh-CN"
+        user: str,
+        screen: str = "desk",
+        *,
+        locale: str = "zh-CN",
+        before: Callable[[BrowserContext], None] | None = None,
     ) -> tuple[Page, list[str]]:
         context = browser.new_context(
             viewport=SCREENS[screen],
@@ -176,6 +186,8 @@ def sign_in(browser: Browser, console: Console) -> Iterator[SignIn]:
             has_touch=screen == "phone",
         )
         contexts.append(context)
+        if before is not None:
+            before(context)
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -584,3 +596,38 @@ def shoot(page: Page, name: str, *, docs: bool) -> None:
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=False)
     if docs and os.environ.get("CONSOLE_SCREENSHOTS") == "1":
         page.screenshot(path=SHOTS / f"{name.rsplit('-', 1)[0]}.png", full_page=False)
+
+
+def test_after_the_live_feed_was_away_the_list_is_read_again(
+    sign_in: SignIn, console: Console
+) -> None:
+    """The feed is at most once: a change made while a screen had no feed (here its stream was
+    refused) is shown once the feed is back, because the page reads its list again."""
+    order = file_order(console, "A区断线")
+    number = order["number"]
+    page, errors = sign_in("zhaoliu", before=refuse_streams)
+    live = page.locator("#live")
+    expect(live).to_have_attribute("data-state", "off")
+    expect(row(page, number)).to_contain_text("待处理")
+    accepted = httpx.post(
+        f"{console.url}/api/v1/orders/{number}/accept",
+        headers={"Authorization": f"Bearer {API_TOKEN}", "X-Acting-User": "wangwu"},
+    )
+    assert accepted.status_code == 200, accepted.text
+    expect(row(page, number)).to_contain_text("待处理")  # missed: no feed
+    page.context.unroute(EVENTS)
+    expect(live).to_have_attribute("data-state", "on")
+    expect(row(page, number)).to_contain_text("处理中")
+    expect(row(page, number)).to_contain_text("wangwu")
+    assert errors == [], f"the page's script failed: {errors}"
+
+
+def refuse_streams(context: BrowserContext) -> None:
+    context.route(
+        EVENTS,
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"code": "too_many_streams", "message": "full"}}',
+        ),
+    )
