@@ -15,6 +15,7 @@ const ORDER_PATH = /^\/console\/orders\/([^/]+)$/;
 const LIVE_RETRY_MS = 2000;
 const LIVE_RETRY_MAX_MS = 60000;
 
+const DESK = matchMedia("(min-width: 960px)");
 const lang = pickLanguage();
 const T = TEXTS[lang];
 const locale = lang === "zh" ? "zh-CN" : "en";
@@ -25,7 +26,7 @@ const el = Object.fromEntries(
     "tabs", "nav-orders", "nav-dashboard", "live", "signed-in-as", "language", "logout",
     "announce", "error", "error-text", "error-dismiss", "main", "signin", "signin-wecom",
     "orders-view", "list-pane", "filters", "f-status", "f-team", "teams", "types", "export",
-    "list-status", "orders", "more", "detail", "back", "detail-title", "detail-status",
+    "list-status", "orders", "more", "more-filters", "detail", "back", "detail-title", "detail-status",
     "confirmation", "facts", "photos", "actions", "action-form", "action-legend",
     "action-fields", "action-submit", "action-cancel", "timeline", "sent", "dashboard",
   ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), $(id)]),
@@ -201,6 +202,9 @@ function fillFilters(params) {
     if (input.type === "checkbox") input.checked = params.get(name) === "true";
     else input.value = params.get(name) ?? "";
   }
+  // folded on a phone unless one of them is set; always open on a desk
+  const folded = ["team", "assignee", "alarm_type", "from", "to", "overdue"];
+  el.moreFilters.open = DESK.matches || folded.some((name) => params.get(name));
 }
 
 function dayStart(date, days = 0) {
@@ -788,6 +792,9 @@ function wire() {
     }
   });
   addEventListener("popstate", () => render());
+  DESK.addEventListener("change", (event) => {
+    if (event.matches) el.moreFilters.open = true;
+  });
 }
 
 async function start() {
