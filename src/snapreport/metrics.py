@@ -111,11 +111,17 @@ class TimedVision:
             return await self._inner.analyze(image, catalog, language=language)
 
     async def verify_close(
-        self, original: Image, close: Image, *, description: str, language: str
+        self,
+        original: Image,
+        close: Image,
+        *,
+        description: str,
+        language: str,
+        more: Sequence[Image] = (),
     ) -> Verification:
         with self._timed("verify_close"):
             return await self._inner.verify_close(
-                original, close, description=description, language=language
+                original, close, description=description, language=language, more=more
             )
 
     async def chat(

@@ -25,6 +25,7 @@ from snapreport.errors import StoreUnavailable
 from snapreport.media.local import LocalMediaStore
 from snapreport.orders.base import (
     Announce,
+    DuplicateQuery,
     EventKind,
     MessageKey,
     NewReport,
@@ -102,6 +103,14 @@ class Kit:
     clock: FakeClock
     media_root: Path
     dispatch: Dispatch
+    places: int = 0
+
+    def place(self) -> str:
+        """A location for the next report: each a different place, so that reports made by
+        these shortcuts are not offered as duplicates of each other (the first one is
+        "3号楼东侧楼梯间")."""
+        self.places += 1
+        return "3号楼东侧楼梯间" if self.places == 1 else f"{self.places}号楼北侧楼梯间"
 
     async def send(self, event: Event, user: str = USER) -> Outcome:
         return await self.assistant.handle(user, event)
@@ -142,11 +151,12 @@ class Kit:
         return await self.orders.events(number)
 
     async def report(
-        self, user: str = USER, *, location: str = "3号楼东侧楼梯间", data: bytes | None = None
+        self, user: str = USER, *, location: str | None = None, data: bytes | None = None
     ) -> Order:
-        """A whole report: photo, location, yes; returns the order it created."""
+        """A whole report: photo, location (by default a new place), yes; returns the order
+        it created."""
         await self.photo(data, user=user)
-        await self.text(location, user)
+        await self.text(location if location is not None else self.place(), user)
         outcome = await self.text("确认", user)
         assert outcome.order is not None, outcome
         return outcome.order
@@ -160,7 +170,7 @@ class Kit:
             await self.photo(user=user)
         elif state == "waiting_confirm":
             await self.photo(user=user)
-            await self.text("3号楼东侧楼梯间", user)
+            await self.text(self.place(), user)
         elif state == "waiting_close_photo":
             order = await self.report(user)
             await self.text(f"结单 {order.number}", user)
@@ -233,6 +243,16 @@ class FlakyOrders:
     ) -> Order:
         self._check("create")
         return await self.inner.create(report, routing=routing, announce=announce)
+
+    async def merge(
+        self, number: str, report: NewReport, *, announce: Announce = no_announcements
+    ) -> Order:
+        self._check("merge")
+        return await self.inner.merge(number, report, announce=announce)
+
+    async def duplicates(self, query: DuplicateQuery) -> Sequence[Order]:
+        self._check("duplicates")
+        return await self.inner.duplicates(query)
 
     async def apply(self, change: OrderChange, *, announce: Announce) -> Order | None:
         self._check("apply")

@@ -3,7 +3,8 @@
 The session store refuses one commit (as SQLite does with ``database is locked`` or Redis when
 it is away) after the orders store was written. With its origin, the retried message answers
 with the order it wrote, gives the same reply and leaves the session idle; without one it is
-handled again (at least once). The live-server versions of these faults are in
+handled again (at least once: a retried confirmation is then offered the order it filed as a
+duplicate). The live-server versions of these faults are in
 ``test_exactly_once_faults.py``.
 """
 
@@ -76,9 +77,10 @@ async def test_a_retried_confirmation_answers_with_the_order_it_filed(
     await kit.reach("waiting_confirm")
     fresh = await _send(kit, TextEvent("确认"), "m-confirm-2")
     assert fresh.order is not None
+    # (at another place, so it is not offered as a duplicate of the first)
     assert retried.replies[0].text == fresh.replies[0].text.replace(
         fresh.order.number, order.number
-    )
+    ).replace(fresh.order.location, order.location)
     assert len(await kit.orders.list()) == 2
 
 
@@ -124,12 +126,20 @@ async def test_a_retried_force_close_answers_with_its_close(
     assert len(closes) == 1
 
 
-async def test_without_a_message_id_a_retried_confirmation_files_again(
+async def test_without_a_message_id_a_retried_confirmation_is_offered_what_it_filed(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     commits = FailingCommits(kit, monkeypatch)
     await kit.reach("waiting_confirm")
 
-    await _failing_then_retried(kit, commits, TextEvent("确认"), None)
+    retried = await _failing_then_retried(kit, commits, TextEvent("确认"), None)
 
-    assert len(await kit.orders.list()) == 2  # at least once: documented, not exactly once
+    # without a key the message is handled again (at least once); the report is still
+    # pending, so the duplicate check finds the order the first attempt filed and offers it
+    [order] = await kit.orders.list()
+    assert retried.state == "waiting_confirm"
+    assert retried.order is None
+    assert order.number in retried.replies[0].text
+    again = await _send(kit, TextEvent("仍然上报"), None)  # the user may still file it twice
+    assert again.order is not None
+    assert len(await kit.orders.list()) == 2

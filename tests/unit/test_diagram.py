@@ -28,7 +28,10 @@ def test_every_state_and_every_move_is_drawn() -> None:
     for state in STATES:
         assert f"    {state} --> " in drawn
     assert "    idle --> waiting_location: photo\n" in drawn
-    assert "    waiting_confirm --> idle: cancel, yes, no, expired (TTL)\n" in drawn
+    assert (
+        "    waiting_confirm --> idle: cancel, yes, add to order, file anyway, no, expired (TTL)\n"
+        in drawn
+    )
 
 
 def test_the_diagram_follows_the_table() -> None:

@@ -61,7 +61,8 @@ def test_the_contract_moves() -> None:
     assert routes[("waiting_location", "text")].targets == {"waiting_confirm"}
     assert routes[("waiting_location", "location")].targets == {"waiting_confirm"}
     assert routes[("waiting_location", "image")].targets == {"waiting_location"}
-    assert routes[("waiting_confirm", "yes")].targets == {"idle"}
+    # a yes files the report, or first offers the open order it duplicates (Part 2)
+    assert routes[("waiting_confirm", "yes")].targets == {"idle", "waiting_confirm"}
     assert routes[("waiting_confirm", "no")].handler is shared.cancel
     assert routes[("waiting_confirm", "image")].targets == {"waiting_confirm"}
     assert routes[("waiting_close_photo", "image")].targets == {"idle", "waiting_close_photo"}

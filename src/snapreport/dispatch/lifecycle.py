@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from snapreport.dispatch import roles as permissions
+from snapreport.dispatch.duplicates import find_duplicate
 from snapreport.dispatch.notices import Notices
 from snapreport.dispatch.roles import Action, Roles
 from snapreport.dispatch.rules import Rules
@@ -134,6 +135,18 @@ class Dispatch:
         await self.publish("created", order)
         return order
 
+    async def duplicate_of(self, report: NewReport) -> Order | None:
+        """An active order ``report`` duplicates (``dispatch.duplicates``), or None."""
+        return await find_duplicate(self._orders, report, self.now())
+
+    async def merge(self, number: str, report: NewReport) -> Order:
+        """Merge a duplicate report into the active order ``number`` instead of filing it:
+        its photos and reporter join the order, ``merged_report`` is logged; keyed by
+        ``report.message`` like a create (a retried message merges once)."""
+        order = await self._orders.merge(number, report, announce=self._notices)
+        log.info("report_merged", order=order.number, reporter=report.reporter)
+        return order
+
     def routing(self, report: NewReport) -> Routing | None:
         """Where the rules send ``report`` (None: no rule and no default matched)."""
         route = self.rules.route(report.alarm_type, report.location)
@@ -181,6 +194,12 @@ class Dispatch:
     async def open_orders_for(self, user_id: str) -> Sequence[Order]:
         """Open and accepted orders the user reported or is assigned to."""
         return await self._orders.open_orders_for(user_id)
+
+    async def active_orders_involving(self, user_id: str) -> Sequence[Order]:
+        """Open and accepted orders the user reported, is assigned to or was merged into
+        (``我的工单``), newest first, at most ``MAX_PAGE``."""
+        query = OrderQuery(statuses=ACTIVE_STATUSES, involving=user_id)
+        return (await self._orders.page(query, limit=MAX_PAGE)).orders
 
     async def tasks(self, actor: Actor, *, limit: int = 50) -> Sequence[Order]:
         """``待办``: orders waiting for the acceptance of ``actor``'s teams (or handed to
@@ -344,7 +363,7 @@ class Dispatch:
         return commented
 
     async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
-        """What the message did (``create`` or ``close``) and that order as it is now."""
+        """What the message did (``create``, ``close`` or ``merge``) and that order now."""
         return await self._orders.written_by(message)
 
     async def record_event(self, number: str, *, kind: EventKind, actor: str, detail: str) -> None:

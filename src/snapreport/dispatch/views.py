@@ -28,6 +28,7 @@ def order_fields(order: Order) -> dict[str, Any]:
         "closed_by": order.closed_by,
         "close_note": order.close_note,
         "image_key": order.image_key,
+        "image_keys": list(order.image_keys),
         "close_image_key": order.close_image_key,
         "due_accept_at": order.due_accept_at,
         "due_resolve_at": order.due_resolve_at,

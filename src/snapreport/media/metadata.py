@@ -17,16 +17,21 @@ what draws the picture:
 The one field kept is the EXIF orientation (in a minimal EXIF block of its own), so the copy
 shows the same way up. The cost is one pass over the bytes: the scans and image chunks are
 copied, never decoded.
+
+``gps_position`` reads the one thing the dialogue uses from a photo's metadata: where it was
+taken (EXIF GPS), which is offered to the reporter as the location and used only if they agree.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import re
 import struct
 import zlib
 from typing import Final
 
-from PIL import Image
+from PIL import ExifTags, Image
 
 from snapreport.errors import InvalidImage
 
@@ -221,3 +226,42 @@ def _webp(data: bytes) -> bytes:
         chunks[0][8] = flags
     body = b"".join(chunks)
     return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
+
+
+def gps_position(data: bytes) -> tuple[float, float] | None:
+    """Where the photo was taken, from its EXIF GPS block: (latitude, longitude) in degrees,
+    or None when it has none, or one that is unreadable, out of range, or exactly 0,0 (what
+    some cameras write when they had no fix). Reads the header only; no pixel is decoded."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            gps = image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+        latitude = _gps_degrees(
+            gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef), "S"
+        )
+        longitude = _gps_degrees(
+            gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef), "W"
+        )
+    except (OSError, ValueError, TypeError, ZeroDivisionError, SyntaxError, struct.error):
+        return None
+    except Image.DecompressionBombError:
+        return None
+    if latitude is None or longitude is None:
+        return None
+    if not (-90.0 <= latitude <= 90.0 and -180.0 <= longitude <= 180.0):
+        return None
+    if latitude == 0.0 and longitude == 0.0:
+        return None
+    return latitude, longitude
+
+
+def _gps_degrees(value: object, ref: object, negative: str) -> float | None:
+    """EXIF's (degrees, minutes, seconds) rationals and N/S or E/W as signed degrees."""
+    if not isinstance(value, tuple) or len(value) != 3:
+        return None
+    degrees, minutes, seconds = (float(part) for part in value)
+    total = degrees + minutes / 60.0 + seconds / 3600.0
+    if not math.isfinite(total) or min(degrees, minutes, seconds) < 0:
+        return None
+    if isinstance(ref, bytes):
+        ref = ref.decode("ascii", "replace")
+    return -total if isinstance(ref, str) and ref.strip().upper() == negative else total

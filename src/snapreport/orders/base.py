@@ -6,11 +6,11 @@ changes orders; WHO may change them and HOW their status moves is decided by
 as it was seen, so of two concurrent changes exactly one applies. An unknown number raises
 ``OrderNotFound``. Adapters convert driver errors into ``StoreUnavailable``.
 
-Exactly once per message: a create or close given a ``MessageKey`` (channel, user, message id)
-is written at most once for that key. Asked again with the same key, ``create`` and a closing
-``apply`` answer with the order the first call wrote, writing nothing (a retried message whose
-first attempt wrote its order and then failed). A key already used for the other action is
-refused (``InvalidInput``). Calls without a key are not deduplicated.
+Exactly once per message: a create, close or merge given a ``MessageKey`` (channel, user,
+message id) is written at most once for that key. Asked again with the same key, ``create``,
+a closing ``apply`` and ``merge`` answer with the order the first call wrote, writing nothing (a
+retried message whose first attempt wrote its order and then failed). A key already used for
+another action is refused (``InvalidInput``). Calls without a key are not deduplicated.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypedDict
 
+from snapreport.orders.places import Box
 from snapreport.outbox.base import OutboxMessage
 
 OrderStatus = Literal["open", "accepted", "closed", "rejected"]
 ORDER_STATUSES: tuple[OrderStatus, ...] = ("open", "accepted", "closed", "rejected")
 # statuses in which an order still waits for someone to act
 ACTIVE_STATUSES: tuple[OrderStatus, ...] = ("open", "accepted")
-OrderAction = Literal["create", "close"]
+OrderAction = Literal["create", "close", "merge"]
+# photos one order keeps at most: a report brings up to 4, merged reports add theirs
+MAX_ORDER_PHOTOS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,25 @@ class NewReport:
     message: MessageKey | None = None
     latitude: float | None = None
     longitude: float | None = None
+    more_image_keys: tuple[str, ...] = ()  # photos after ``image_key``, in order
+
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        """Every photo of the report, the first being ``image_key``."""
+        first = (self.image_key,) if self.image_key else ()
+        return (*first, *self.more_image_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateQuery:
+    """Active orders of ``alarm_type`` filed since ``since`` whose folded location equals
+    ``location_key`` (when not empty) or whose coordinates fall in ``box`` (when given)."""
+
+    alarm_type: str
+    since: datetime
+    location_key: str = ""
+    box: Box | None = None
+    limit: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +132,7 @@ class Order:
     longitude: float | None = None
     reject_reason: str | None = None
     also_reported_by: tuple[str, ...] = ()
+    image_keys: tuple[str, ...] = ()  # every photo of the report, the first is ``image_key``
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +284,21 @@ class OrderRepository(Protocol):
         ``report.message``, the order that message created if there is one."""
         ...
 
+    async def merge(
+        self, number: str, report: NewReport, *, announce: Announce = no_announcements
+    ) -> Order:
+        """Merge ``report`` (a duplicate) into the active order ``number``: its photos are
+        added to the order's (up to ``MAX_ORDER_PHOTOS``), its reporter to
+        ``also_reported_by`` (unless already the reporter or there), and ``merged_report`` is
+        logged; no order is created. ``OrderStateConflict`` if the order is no longer open or
+        accepted. With ``report.message``, the order that message merged into if it did."""
+        ...
+
+    async def duplicates(self, query: DuplicateQuery) -> Sequence[Order]:
+        """Candidates for a duplicate (see ``DuplicateQuery``), newest first, at most
+        ``query.limit``; the caller measures the exact distance."""
+        ...
+
     async def apply(self, change: OrderChange, *, announce: Announce) -> Order | None:
         """Apply ``change`` and log its event, if the order still has the status, team and
         assignee of ``change.seen``; None (nothing written) if it changed meanwhile. With
@@ -315,13 +353,13 @@ class OrderRepository(Protocol):
         ...
 
     async def has_image(self, user_id: str, key: str) -> bool:
-        """Whether ``key`` is the report or close photo of an order the user reported, is
+        """Whether ``key`` is a report photo or the close photo of an order the user reported, is
         assigned to or was merged into (one query, whatever the number of their orders)."""
         ...
 
     async def written_by(self, message: MessageKey) -> tuple[OrderAction, Order] | None:
-        """What the message did (``create`` or ``close``) and that order as it is now; None if
-        it wrote nothing."""
+        """What the message did (``create``, ``close`` or ``merge``) and that order as it is
+        now; None if it wrote nothing."""
         ...
 
     async def events(self, number: str) -> Sequence[OrderEvent]: ...

@@ -7,9 +7,9 @@ database, not by a read-then-write in Python: order numbers come from a per-day 
 bumped by an upsert in the creating transaction (``round_robin`` turns likewise, per team);
 ``apply`` is a conditional ``UPDATE ... WHERE status, team and assignee are as seen`` and
 ``escalate`` one ``WHERE escalation < level AND <still due>``, so of concurrent changes exactly
-one applies. A create or close that names its message writes an ``order_sources`` row in the
-same transaction; the row's unique key (channel, user, message id) makes a second write for that
-message impossible, and the retry reads the first one's order instead. Driver errors become
+one applies. A create, close or merge that names its message writes an ``order_sources`` row
+in the same transaction; the row's unique key (channel, user, message id) makes a second write
+for that message impossible, and the retry reads the first one's order instead. Driver errors become
 ``StoreUnavailable``; messages never show a password.
 """
 
@@ -35,6 +35,7 @@ from snapreport.errors import (
     ConfigurationError,
     InvalidInput,
     OrderNotFound,
+    OrderStateConflict,
     SnapreportError,
     StoreUnavailable,
 )
@@ -42,8 +43,10 @@ from snapreport.logs import get_logger
 from snapreport.orders import stats as stats_sql
 from snapreport.orders.base import (
     ACTIVE_STATUSES,
+    MAX_ORDER_PHOTOS,
     ORDER_STATUSES,
     Announce,
+    DuplicateQuery,
     EventKind,
     MessageKey,
     NewReport,
@@ -68,12 +71,14 @@ from snapreport.orders.database import (
 )
 from snapreport.orders.migrations import migration_lock, upgrade_to_head
 from snapreport.orders.numbering import day_key, format_number, normalize_number
+from snapreport.orders.places import location_key
 from snapreport.orders.tables import (
     CHANNEL_LENGTH,
     MEDIA_KEY_LENGTH,
     MESSAGE_ID_LENGTH,
     TEAM_ID_LENGTH,
     USER_ID_LENGTH,
+    AlarmPhotoRow,
     AlarmRow,
     AlsoReportedRow,
     OrderCounterRow,
@@ -140,6 +145,7 @@ def _check(field: str, value: str | None, *, required: bool = True) -> None:
 
 def _to_order(row: WorkOrderRow) -> Order:
     alarm = row.alarm
+    first = (alarm.image_key,) if alarm.image_key else ()
     return Order(
         number=row.number,
         status=cast(OrderStatus, row.status),
@@ -166,6 +172,7 @@ def _to_order(row: WorkOrderRow) -> Order:
         longitude=alarm.longitude,
         reject_reason=row.reject_reason,
         also_reported_by=tuple(also.user_id for also in row.also_reported),
+        image_keys=(*first, *(photo.image_key for photo in alarm.photos)),
     )
 
 
@@ -190,6 +197,20 @@ def _replayed(wanted: OrderAction, message: MessageKey, action: str, row: WorkOr
         message_id=message.message_id,
     )
     return _to_order(row)
+
+
+def _action(stored: str) -> OrderAction:
+    if stored == "create":
+        return "create"
+    return "merge" if stored == "merge" else "close"
+
+
+def _check_report_photos(report: NewReport) -> None:
+    _check("image_key", report.image_key, required=False)
+    for key in report.more_image_keys:
+        _check("image_key", key)
+    if len(report.image_keys) > MAX_ORDER_PHOTOS:
+        raise InvalidInput(f"a report has at most {MAX_ORDER_PHOTOS} photos")
 
 
 def _involving(user_id: str) -> ColumnElement[bool]:
@@ -348,7 +369,7 @@ class SqlOrderRepository:
         for field in ("reporter", "alarm_type", "source"):
             _check(field, getattr(report, field))
         _check("assignee", report.assignee, required=False)
-        _check("image_key", report.image_key, required=False)
+        _check_report_photos(report)
         _check_message(report.message)
         if report.confidence is not None and not math.isfinite(report.confidence):
             raise InvalidInput("confidence must be a finite number")
@@ -387,6 +408,11 @@ class SqlOrderRepository:
                 created_at=now,
                 latitude=report.latitude,
                 longitude=report.longitude,
+                location_key=location_key(report.location),
+                photos=[
+                    AlarmPhotoRow(position=i, image_key=key, added_by=report.reporter, at=now)
+                    for i, key in enumerate(report.more_image_keys, 1)
+                ],
             )
             row = WorkOrderRow(
                 number=format_number(day, sequence),
@@ -414,6 +440,101 @@ class SqlOrderRepository:
             order = _to_order(row)
             self._enqueue(session, *announce(order, created), now=now)
             return order
+
+    async def merge(
+        self, number: str, report: NewReport, *, announce: Announce = no_announcements
+    ) -> Order:
+        """Merge ``report`` into the active order ``number`` (see the port)."""
+        _check("reporter", report.reporter)
+        _check_report_photos(report)
+        _check_message(report.message)
+        try:
+            return await self._merge(number, report, announce)
+        except _MessageSeen as seen:
+            return await self._replay("merge", seen.message)
+
+    async def _merge(self, number: str, report: NewReport, announce: Announce) -> Order:
+        now = self._now()
+        wanted = normalize_number(number)
+        # a no-op update that only matches an active order: it takes the row's lock until
+        # commit, so a close or reject racing this merge happens wholly before or after it
+        touch = (
+            update(WorkOrderRow)
+            .where(WorkOrderRow.number == wanted, WorkOrderRow.status.in_(ACTIVE_STATUSES))
+            .values(status=WorkOrderRow.status)
+            .returning(WorkOrderRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._write("merging a report into a work order") as session:
+            if report.message is not None:
+                found = await self._source(session, report.message)
+                if found is not None:
+                    return _replayed("merge", report.message, *found)
+            order_id = (await session.execute(touch)).scalar_one_or_none()
+            row = await self._find(session, wanted)
+            if order_id is None:
+                raise OrderStateConflict(
+                    f"work order {row.number} is {row.status}; a report cannot be merged into it",
+                    status=row.status,
+                )
+            merged = report.reporter
+            if merged != row.reporter and merged not in {a.user_id for a in row.also_reported}:
+                session.add(AlsoReportedRow(order_id=row.id, user_id=merged))
+            alarm = row.alarm
+            kept = len(alarm.photos) + (1 if alarm.image_key else 0)
+            kept_keys = report.image_keys[: max(0, MAX_ORDER_PHOTOS - kept)]
+            added = list(kept_keys)
+            if added and alarm.image_key is None:
+                alarm.image_key = added.pop(0)
+            position = max((p.position for p in alarm.photos), default=0)
+            for offset, key in enumerate(added, 1):
+                session.add(
+                    AlarmPhotoRow(
+                        alarm_id=alarm.id, position=position + offset, image_key=key,
+                        added_by=merged, at=now,
+                    )
+                )  # fmt: skip
+            await session.flush()
+            await self._add_source(session, report.message, "merge", row.id, now)
+            detail = (
+                f"report of {merged} merged: {len(kept_keys)} of "
+                f"{len(report.image_keys)} photo(s) kept"
+            )
+            row = await self._find(session, wanted)
+            event = self._event(session, row, "merged_report", merged, detail, now)
+            order = _to_order(row)
+            self._enqueue(session, *announce(order, event), now=now)
+            return order
+
+    async def duplicates(self, query: DuplicateQuery) -> Sequence[Order]:
+        """Candidates for a duplicate, newest first (see the port)."""
+        if not 1 <= query.limit <= MAX_LIST_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        near: list[ColumnElement[bool]] = []
+        if query.location_key:
+            near.append(AlarmRow.location_key == query.location_key)
+        box = query.box
+        if box is not None:
+            inside = [AlarmRow.latitude.between(box.south, box.north)]
+            if not box.wraps():
+                inside.append(AlarmRow.longitude.between(box.west, box.east))
+            near.append(and_(*inside, AlarmRow.longitude.is_not(None)))
+        if not near:
+            return []
+        statement = (
+            select(WorkOrderRow)
+            .join(WorkOrderRow.alarm)
+            .where(
+                AlarmRow.alarm_type == query.alarm_type,
+                AlarmRow.created_at >= query.since,
+                WorkOrderRow.status.in_(ACTIVE_STATUSES),
+                or_(*near),
+            )
+            .order_by(WorkOrderRow.id.desc())
+            .limit(query.limit)
+        )
+        async with self._read("looking for duplicate work orders") as session:
+            return [_to_order(row) for row in (await session.scalars(statement)).all()]
 
     async def apply(self, change: OrderChange, *, announce: Announce) -> Order | None:
         """Apply ``change`` and log its event, if the order still has the status, team and
@@ -590,12 +711,19 @@ class SqlOrderRepository:
     async def has_image(self, user_id: str, key: str) -> bool:
         """Whether ``key`` is the report or close photo of an order the user reported, is
         assigned to or was merged into."""
+        further = select(AlarmPhotoRow.id).where(
+            AlarmPhotoRow.alarm_id == AlarmRow.id, AlarmPhotoRow.image_key == key
+        )
         query = (
             select(WorkOrderRow.id)
             .join(AlarmRow, WorkOrderRow.alarm_id == AlarmRow.id)
             .where(
                 _involving(user_id),
-                or_(AlarmRow.image_key == key, WorkOrderRow.close_image_key == key),
+                or_(
+                    AlarmRow.image_key == key,
+                    WorkOrderRow.close_image_key == key,
+                    further.exists(),
+                ),
             )
             .limit(1)
         )
@@ -610,8 +738,7 @@ class SqlOrderRepository:
             found = await self._source(session, message)
         if found is None:
             return None
-        action: OrderAction = "create" if found[0] == "create" else "close"
-        return action, _to_order(found[1])
+        return _action(found[0]), _to_order(found[1])
 
     async def events(self, number: str) -> Sequence[OrderEvent]:
         """The order's event log, oldest first."""

@@ -1,5 +1,5 @@
-"""The orders schema: alarms, their work orders, each order's event log and source messages,
-per-day counters.
+"""The orders schema: alarms and their photos, their work orders, each order's event log and
+source messages, per-day counters.
 
 Migrations in ``migrations/versions/`` create exactly these tables; a test compares the two.
 Every timestamp is stored and returned timezone-aware, in UTC.
@@ -35,6 +35,7 @@ MEDIA_KEY_LENGTH = 512
 CHANNEL_LENGTH = 32
 MESSAGE_ID_LENGTH = 128
 TEAM_ID_LENGTH = 64
+LOCATION_KEY_LENGTH = 200
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -77,6 +78,11 @@ class AlarmRow(Base):
     """An alarm: what was reported, where, by whom, from which source."""
 
     __tablename__ = "alarms"
+    __table_args__ = (
+        # the duplicate search: same type, recent; same normalised location text
+        Index("ix_alarms_type_created", "alarm_type", "created_at"),
+        Index("ix_alarms_type_location_key", "alarm_type", "location_key"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     alarm_type: Mapped[str] = mapped_column(String(64))
@@ -89,6 +95,30 @@ class AlarmRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    # the location folded for comparison (``orders.places.location_key``); None before 0010
+    location_key: Mapped[str | None] = mapped_column(String(LOCATION_KEY_LENGTH))
+
+    # photos after the first (``image_key``), in the order they were added
+    photos: Mapped[list[AlarmPhotoRow]] = relationship(
+        lazy="selectin", order_by="AlarmPhotoRow.position"
+    )
+
+
+class AlarmPhotoRow(Base):
+    """A further photo of an alarm: the 2nd.. of a report, or one a merged report brought."""
+
+    __tablename__ = "alarm_photos"
+    __table_args__ = (
+        UniqueConstraint("alarm_id", "position", name="uq_alarm_photos_alarm_position"),
+        Index("ix_alarm_photos_image_key", "image_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[int] = mapped_column(Id, ForeignKey("alarms.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    image_key: Mapped[str] = mapped_column(String(MEDIA_KEY_LENGTH))
+    added_by: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class WorkOrderRow(Base):
@@ -157,7 +187,8 @@ class OrderEventRow(Base):
 
 
 class OrderSourceRow(Base):
-    """The message that created or closed a work order: one row per (channel, user, message).
+    """The message that created, closed or was merged into a work order: one row per
+    (channel, user, message).
 
     A retried message finds its row (the unique constraint) and answers with that order
     instead of writing a second one.
@@ -168,7 +199,7 @@ class OrderSourceRow(Base):
         UniqueConstraint(
             "channel", "user_id", "message_id", name="uq_order_sources_channel_user_message"
         ),
-        CheckConstraint("action IN ('create', 'close')", name="action"),
+        CheckConstraint("action IN ('create', 'close', 'merge')", name="action"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

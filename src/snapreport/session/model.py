@@ -24,6 +24,7 @@ MAX_USER_ID_CHARS: Final = 64
 MAX_SLOT_CHARS: Final = 4000
 MAX_CHOICES: Final = 100
 MAX_LANGUAGE_CHARS: Final = 16
+MAX_MORE_IMAGES: Final = 3  # a report has at most 4 photos: ``image_key`` and these
 # the ONE user-id rule: the API's schemas and the web page (given it by the server) use it too
 USER_ID_PATTERN: Final = rf"^[A-Za-z0-9_.@:-]{{1,{MAX_USER_ID_CHARS}}}$"
 _USER_ID = re.compile(USER_ID_PATTERN)
@@ -69,9 +70,26 @@ class Slots(msgspec.Struct, omit_defaults=True):
     choices: Annotated[list[SlotText], msgspec.Meta(max_length=MAX_CHOICES)] = msgspec.field(
         default_factory=list
     )
+    # several photos: those after ``image_key``, and whether the next photo adds one
+    more_images: Annotated[list[SlotText], msgspec.Meta(max_length=MAX_MORE_IMAGES)] = (
+        msgspec.field(default_factory=list)
+    )
+    add_photo: bool = False
+    # where the coordinates of the location came from (a location event, or a photo's GPS the
+    # user accepted); a location typed as text clears them
+    latitude: float | None = None
+    longitude: float | None = None
+    # a photo's EXIF GPS, offered as the location until the user answers
+    gps_latitude: float | None = None
+    gps_longitude: float | None = None
+    # the duplicate offered at confirmation, and what the report looked like when it was checked
+    duplicate_of: SlotText = ""
+    duplicate_checked: SlotText = ""
 
     def copy(self) -> Slots:
-        return msgspec.structs.replace(self, choices=list(self.choices))
+        return msgspec.structs.replace(
+            self, choices=list(self.choices), more_images=list(self.more_images)
+        )
 
 
 # Checking slots by a round trip through the storage format applies exactly the rules a decode

@@ -17,6 +17,9 @@ from typing import Any, Protocol
 from snapreport.session.history import Message
 
 UNCLASSIFIED = "未分类"
+# images sent inline in one request at most: a report's photos, or a close photo and the
+# report's photos it is compared with (each a downscaled copy of a few hundred kilobytes)
+MAX_INLINE_IMAGES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +90,16 @@ class VisionModel(Protocol):
         ...
 
     async def verify_close(
-        self, original: Image, close: Image, *, description: str, language: str
+        self,
+        original: Image,
+        close: Image,
+        *,
+        description: str,
+        language: str,
+        more: Sequence[Image] = (),
     ) -> Verification:
-        """Compare the original photo with a photo of the fixed scene."""
+        """Compare the original photo (and ``more`` photos of the report, within
+        ``MAX_INLINE_IMAGES`` in all) with a photo of the fixed scene."""
         ...
 
     async def chat(

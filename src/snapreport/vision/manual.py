@@ -27,7 +27,13 @@ class ManualVision:
         return Analysis(UNCLASSIFIED, "", None)
 
     async def verify_close(
-        self, original: Image, close: Image, *, description: str, language: str
+        self,
+        original: Image,
+        close: Image,
+        *,
+        description: str,
+        language: str,
+        more: Sequence[Image] = (),
     ) -> Verification:
         """Always resolved and unverified: a person, not a model, stands behind the close."""
         return Verification(resolved=True, note="", verified=False)

@@ -34,7 +34,14 @@ from snapreport.errors import InvalidImage, VisionUnavailable
 from snapreport.logs import get_logger
 from snapreport.session.history import ImagePart, Message, TextPart
 from snapreport.vision import prompts
-from snapreport.vision.base import Analysis, Image, PreparedImage, TextQuery, Verification
+from snapreport.vision.base import (
+    MAX_INLINE_IMAGES,
+    Analysis,
+    Image,
+    PreparedImage,
+    TextQuery,
+    Verification,
+)
 from snapreport.vision.imaging import JPEG_QUALITY, MAX_EDGE, downscale
 from snapreport.vision.parsing import extract_json_object, parse_analysis, parse_verification
 
@@ -125,18 +132,29 @@ class OpenAICompatVision:
         return parse_analysis(answer, catalog)
 
     async def verify_close(
-        self, original: Image, close: Image, *, description: str, language: str
+        self,
+        original: Image,
+        close: Image,
+        *,
+        description: str,
+        language: str,
+        more: Sequence[Image] = (),
     ) -> Verification:
-        """Compare both photos in ONE request: is the original problem resolved?"""
-        before, after = await asyncio.gather(self._prepare(original), self._prepare(close))
-        lead, between, question = prompts.verification_prompt(description, language)
+        """Compare the report's photos (the original and ``more``, within
+        ``MAX_INLINE_IMAGES`` in all) with the close photo in ONE request: is the original
+        problem resolved?"""
+        originals = [original, *more][: MAX_INLINE_IMAGES - 1]
+        *before, after = await asyncio.gather(*(self._prepare(i) for i in [*originals, close]))
+        lead, between, question = prompts.verification_prompt(
+            description, language, count=len(before)
+        )
         messages: list[JSONObject] = [
             {"role": "system", "content": prompts.analysis_system_prompt(language)},
             {
                 "role": "user",
                 "content": [
                     _text_part(lead),
-                    _image_part(before),
+                    *(_image_part(image) for image in before),
                     _text_part(between),
                     _image_part(after),
                     _text_part(question),

@@ -58,10 +58,20 @@ def analysis_prompt(catalog: Sequence[str], language: str) -> str:
     )
 
 
-def verification_prompt(description: str, language: str) -> tuple[str, str, str]:
-    """The text before the original photo, between the photos, and after the close photo."""
+def verification_prompt(description: str, language: str, *, count: int = 1) -> tuple[str, str, str]:
+    """The text before the ``count`` original photos, between them and the close photo, and
+    after the close photo."""
     description = description.strip() or ("(无描述)" if _is_zh(language) else "(none)")
     if _is_zh(language):
+        if count > 1:
+            return (
+                f"前 {count} 张是上报问题时拍的原始照片,问题描述:{description}\n原始照片:",
+                "最后一张是整改后拍的照片:",
+                "请比较原始照片和整改后的照片,判断原来的问题是否已经解决(是同一地点,且问题已消除)。"
+                "只输出一个 JSON 对象,不要输出其他文字,字段:"
+                "resolved(true 或 false)、note(一句中文说明理由,不超过 60 字)。"
+                '示例:{"resolved": true, "note": "通道已清理干净"}',
+            )
         return (
             f"第一张是上报问题时拍的原始照片,问题描述:{description}\n原始照片:",
             "第二张是整改后拍的照片:",
@@ -69,6 +79,17 @@ def verification_prompt(description: str, language: str) -> tuple[str, str, str]
             "只输出一个 JSON 对象,不要输出其他文字,字段:"
             "resolved(true 或 false)、note(一句中文说明理由,不超过 60 字)。"
             '示例:{"resolved": true, "note": "通道已清理干净"}',
+        )
+    if count > 1:
+        return (
+            f"The first {count} photos were taken when the problem was reported. "
+            f"Problem: {description}\nOriginal photos:",
+            "The last photo was taken after the fix:",
+            "Compare the original photos with the last one and decide whether the original "
+            "problem is resolved (the same place, with the problem gone). Output one JSON object "
+            "and nothing else, with the fields resolved (true or false) and note (one English "
+            "sentence saying why). "
+            'Example: {"resolved": true, "note": "The passage has been cleared."}',
         )
     return (
         f"The first photo was taken when the problem was reported. Problem: {description}\n"

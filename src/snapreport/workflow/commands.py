@@ -30,6 +30,9 @@ TextTrigger = Literal[
     "reopen",
     "my_tasks",
     "language",
+    "add_photo",
+    "merge",
+    "file_anyway",
     "text",
 ]
 
@@ -50,6 +53,9 @@ LANGUAGE_WORDS: Final[dict[str, str]] = {
     "英文": "en",
     "英语": "en",
 }
+ADD_PHOTO_WORDS: Final = frozenset({"再发一张", "再拍一张", "add photo", "add a photo"})
+MERGE_WORDS: Final = frozenset({"追加", "add"})
+FILE_ANYWAY_WORDS: Final = frozenset({"仍然上报", "还是上报", "file anyway"})
 
 _WORDS: Final[tuple[tuple[frozenset[str], TextTrigger], ...]] = (
     (CANCEL_WORDS, "cancel"),
@@ -60,6 +66,9 @@ _WORDS: Final[tuple[tuple[frozenset[str], TextTrigger], ...]] = (
     (FORCE_CLOSE_WORDS, "force_close"),
     (YES_WORDS, "yes"),
     (NO_WORDS, "no"),
+    (ADD_PHOTO_WORDS, "add_photo"),
+    (MERGE_WORDS, "merge"),
+    (FILE_ANYWAY_WORDS, "file_anyway"),
 )
 
 # Chinese keywords need no space before their argument; English ones do, so that "types of

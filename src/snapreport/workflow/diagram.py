@@ -51,6 +51,9 @@ TRIGGER_LABELS: Final[dict[Trigger, str]] = {
     "transfer": "transfer N to",
     "reject": "reject N reason",
     "reopen": "reopen N",
+    "add_photo": "add photo",
+    "merge": "add to order",
+    "file_anyway": "file anyway",
 }
 
 

@@ -89,6 +89,7 @@ class _Incoming:
     arg: str = ""
     upload: Upload | None = None
     place: str | None = None
+    coordinates: tuple[float, float] | None = None
     verified: bool = False
     free: bool = False  # a text message (not a caption): the model may say what it means
 
@@ -243,6 +244,7 @@ class IncidentAssistant:
             arg=arg,
             upload=incoming.upload,
             place=incoming.place,
+            coordinates=incoming.coordinates,
             choices=choices,
             message=message,
             verified=incoming.verified,
@@ -324,7 +326,9 @@ class IncidentAssistant:
             raise Rejected(texts("location.too_long", max=MAX_LOCATION_CHARS))
         coordinates = f"{_degrees(lat)},{_degrees(lon)}"
         said = " ".join(p for p in (texts("history.location"), label, f"({coordinates})") if p)
-        return _Incoming("location", (TextPart(said),), place=label or coordinates)
+        return _Incoming(
+            "location", (TextPart(said),), place=label or coordinates, coordinates=(lat, lon)
+        )
 
     def _check_text(self, text: str, texts: Texts) -> str:
         text = text.strip()

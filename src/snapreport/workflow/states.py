@@ -29,12 +29,16 @@ from snapreport.workflow.handlers.report import (
     choose_type,
     correct_location,
     correct_type,
+    file_report,
+    merge_report,
     need_photo,
+    refuse_in_location,
     repeat_summary,
     replace_photo,
     start_report,
     submit,
     take_location,
+    want_photo,
 )
 from snapreport.workflow.handlers.shared import (
     cancel,
@@ -105,10 +109,18 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     T(W_LOC,       "image",         W_LOC,          replace_photo),
     T(W_LOC,       "set_type",      W_LOC,          correct_type),
     T(W_LOC,       "type_choice",   W_LOC,          choose_type),
+    T(W_LOC,       "add_photo",     W_LOC,          want_photo),
     T(W_LOC,       "yes",           W_LOC,          ask_location),
-    T(W_LOC,       "no",            "idle",         cancel),
+    T(W_LOC,       "yes",           W_CONFIRM,      ask_location),  # the photo's GPS taken
+    T(W_LOC,       "no",            "idle",         refuse_in_location),
+    T(W_LOC,       "no",            W_LOC,          refuse_in_location),  # its GPS declined
     # waiting_confirm: submit, cancel or correct
     T(W_CONFIRM,   "yes",           "idle",         submit),
+    T(W_CONFIRM,   "yes",           W_CONFIRM,      submit),  # a duplicate offered
+    T(W_CONFIRM,   "merge",         "idle",         merge_report),
+    T(W_CONFIRM,   "merge",         W_CONFIRM,      merge_report),  # nothing (left) to add to
+    T(W_CONFIRM,   "file_anyway",   "idle",         file_report),
+    T(W_CONFIRM,   "add_photo",     W_CONFIRM,      want_photo),
     T(W_CONFIRM,   "no",            "idle",         cancel),
     T(W_CONFIRM,   "set_type",      W_CONFIRM,      correct_type),
     T(W_CONFIRM,   "set_location",  W_CONFIRM,      correct_location),

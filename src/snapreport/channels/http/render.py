@@ -72,7 +72,7 @@ def session_detail(info: SessionInfo, *, now: float) -> SessionDetail:
 
 def session_media_keys(session: Session) -> set[str]:
     """Every media key a session refers to: its pending photos and those in its history."""
-    keys = {session.slots.image_key, session.slots.close_image_key}
+    keys = {session.slots.image_key, session.slots.close_image_key, *session.slots.more_images}
     for message in session.history.messages():
         keys.update(image.key for image in message.images)
     keys.discard("")

@@ -126,6 +126,7 @@ class OrderOut(BaseModel):
     closed_by: str | None = None
     close_note: str | None = None
     image_key: str | None = None
+    image_keys: list[str] = Field(default_factory=list)
     close_image_key: str | None = None
     image_url: str | None = None
     team: str | None = None

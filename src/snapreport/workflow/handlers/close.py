@@ -19,7 +19,7 @@ from snapreport.errors import (
 )
 from snapreport.orders.base import Order
 from snapreport.session.model import Slots
-from snapreport.vision.base import Image, Verification
+from snapreport.vision.base import MAX_INLINE_IMAGES, Image, Verification
 from snapreport.workflow.commands import pick_choice
 from snapreport.workflow.handlers.context import (
     MAX_DESCRIPTION_CHARS,
@@ -100,6 +100,8 @@ def _begin_close(ctx: Context, order: Order) -> Step:
         alarm_type=order.alarm_type,
         location=fit(order.location, MAX_LOCATION_CHARS),
         analysis=fit(order.description, MAX_DESCRIPTION_CHARS),
+        # the report's further photos the close photo is compared with, within the inline limit
+        more_images=list(order.image_keys[1 : MAX_INLINE_IMAGES - 1]),
     )
     reply = ctx.say(
         "close.ask_photo",
@@ -168,17 +170,32 @@ async def _verify(ctx: Context, upload: Upload) -> Verification | None:
             "original_photo_missing", image_key=ctx.slots.image_key, order=ctx.slots.order_id
         )
         return None
+    more = await _more_originals(ctx)
     try:
         verification = await services.vision.verify_close(
             Image(data, mime),
             upload.image(),
             description=ctx.slots.analysis,
             language=ctx.language,
+            more=more,
         )
     except VisionUnavailable as exc:
         log.warning("close_verification_failed", error=exc.message)
         return None
     return verification if verification.verified else None
+
+
+async def _more_originals(ctx: Context) -> list[Image]:
+    """The report's further photos (a missing one is left out: the first one decides)."""
+    found: list[Image] = []
+    for key in ctx.slots.more_images:
+        try:
+            data, mime = await ctx.services.media.get(key)
+        except MediaNotFound:
+            log.warning("report_photo_missing", image_key=key, order=ctx.slots.order_id)
+            continue
+        found.append(Image(data, mime))
+    return found
 
 
 async def force_close(ctx: Context) -> Step:

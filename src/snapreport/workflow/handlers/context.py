@@ -84,6 +84,7 @@ class Context:
     arg: str = ""  # what follows a command's keyword
     upload: Upload | None = None
     place: str | None = None  # a location event, as the location slot would keep it
+    coordinates: tuple[float, float] | None = None  # a location event's latitude, longitude
     choices: tuple[str, ...] = ()  # the numbered list the previous reply offered, if any
     message: MessageKey | None = None  # keys the orders this message writes (exactly once)
     verified: bool = False  # the channel proved who is speaking (see TextEvent)
@@ -192,4 +193,5 @@ def summary(ctx: Context) -> str:
         alarm_type=slots.alarm_type or UNCLASSIFIED,
         location=slots.location,
         description=slots.analysis or ctx.say("summary.no_description"),
+        photos=len([key for key in (slots.image_key, *slots.more_images) if key]),
     )

@@ -49,9 +49,9 @@ async def show_help(ctx: Context) -> Step:
 
 
 async def my_orders(ctx: Context) -> Step:
-    """``我的工单`` / ``my orders``: the user's open orders, reported or assigned."""
+    """``我的工单`` / ``my orders``: the user's open orders, reported, assigned or merged into."""
     ctx.keep_choices()
-    orders = await ctx.services.orders.open_orders_for(ctx.user_id)
+    orders = await ctx.services.orders.active_orders_involving(ctx.user_id)
     return Step(ctx.state, (_order_list(ctx, orders),))
 
 
@@ -61,6 +61,8 @@ def _order_list(ctx: Context, orders: Sequence[Order]) -> str:
     lines = [ctx.say("orders.header", count=len(orders))]
     for i, order in enumerate(orders[:MAX_ORDERS_LISTED], 1):
         role = "orders.role_reporter" if order.reporter == ctx.user_id else "orders.role_assignee"
+        if order.assignee != ctx.user_id and ctx.user_id in order.also_reported_by:
+            role = "orders.role_merged"
         lines.append(
             ctx.say(
                 "orders.item",
