@@ -69,11 +69,12 @@ async def _post(
 
 
 async def _prepare(client: httpx.AsyncClient, user: str) -> None:
-    """A report waiting for its confirmation."""
+    """A report waiting for its confirmation, at a place of the user's own (reports of the
+    same type at one place would be offered as duplicates of each other)."""
     photo = {"user_id": user, "message_id": f"{user}-photo", "image": {"data": b64(png_bytes())}}
     answer = await _post(client, photo)
     assert answer.status_code == 200, answer.text
-    place = {"user_id": user, "message_id": f"{user}-place", "text": "3号楼东侧楼梯间"}
+    place = {"user_id": user, "message_id": f"{user}-place", "text": f"3号楼东侧楼梯间 {user}"}
     answer = await _post(client, place)
     assert answer.status_code == 200, answer.text
     assert answer.json()["state"] == "waiting_confirm"

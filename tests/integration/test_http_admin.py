@@ -75,7 +75,8 @@ async def test_clearing_a_session_forgets_it(app: Running) -> None:
 
 async def test_orders_are_listed_filtered_and_shown_with_events(app: Running) -> None:
     one = (await report(app.client, "carol"))["order"]["number"]
-    two = (await report(app.client, "dave"))["order"]["number"]
+    # elsewhere: at the same place, dave would be offered carol's order to add his report to
+    two = (await report(app.client, "dave", "5号楼北侧"))["order"]["number"]
     listed = (await app.client.get("/api/v1/orders")).json()["orders"]
     assert [o["number"] for o in listed] == [two, one]
     mine = (await app.client.get("/api/v1/orders", params={"user_id": "carol"})).json()
