@@ -8,7 +8,7 @@ import pytest
 from PIL import ExifTags, Image
 
 from snapreport.errors import InvalidImage
-from snapreport.media.metadata import strip_metadata
+from snapreport.media.metadata import gps_position, strip_metadata
 from tests.harness.metadata_photos import (
     ORIENTATION,
     gps_jpeg,
@@ -87,3 +87,49 @@ def test_an_icc_profile_is_kept() -> None:
 def test_a_broken_file_is_refused_rather_than_served(data: bytes, mime: str) -> None:
     with pytest.raises(InvalidImage, match="cannot remove the metadata"):
         strip_metadata(data, mime)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_the_gps_position_is_read_in_every_format(fmt: str) -> None:
+    # 31°13'30"N 121°28'12"E, as the test photos carry it
+    assert gps_position(photo_with_metadata(fmt)) == (31.225, 121.47)
+
+
+def _with_gps(**fields: object) -> bytes:
+    exif = Image.Exif()
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    for name, value in fields.items():
+        gps[getattr(ExifTags.GPS, name)] = value
+    buffer = io.BytesIO()
+    picture().save(buffer, "JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+def test_south_and_west_are_negative() -> None:
+    data = _with_gps(
+        GPSLatitudeRef="S",
+        GPSLatitude=(33.0, 52.0, 4.8),
+        GPSLongitudeRef="W",
+        GPSLongitude=(70.0, 40.0, 12.0),
+    )
+    assert gps_position(data) == (-33.868, -70.67)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # no GPS block
+        {"GPSLatitudeRef": "N", "GPSLatitude": (31.0, 13.0, 30.0)},  # no longitude
+        {"GPSLatitude": (0.0, 0.0, 0.0), "GPSLongitude": (0.0, 0.0, 0.0)},  # no fix
+        {"GPSLatitude": (95.0, 0.0, 0.0), "GPSLongitude": (10.0, 0.0, 0.0)},  # out of range
+        {"GPSLatitude": (31.0, 13.0), "GPSLongitude": (121.0, 28.0, 12.0)},  # malformed
+    ],
+    ids=["none", "half", "null-island", "out-of-range", "malformed"],
+)
+def test_a_photo_without_a_usable_position_has_none(fields: dict[str, object]) -> None:
+    assert gps_position(_with_gps(**fields)) is None
+
+
+def test_bytes_that_are_no_image_have_no_position() -> None:
+    assert gps_position(b"not an image") is None
+    assert gps_position(gps_jpeg()[:40]) is None

@@ -251,7 +251,8 @@ def gps_position(data: bytes) -> tuple[float, float] | None:
         return None
     if latitude == 0.0 and longitude == 0.0:
         return None
-    return latitude, longitude
+    # seven decimals are a centimetre: what the rationals mean, without binary noise
+    return round(latitude, 7), round(longitude, 7)
 
 
 def _gps_degrees(value: object, ref: object, negative: str) -> float | None:
