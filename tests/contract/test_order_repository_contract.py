@@ -24,11 +24,13 @@ from snapreport.errors import (
     NotOrderOwner,
     OrderAlreadyClosed,
     OrderNotFound,
+    OrderStateConflict,
     StoreUnavailable,
 )
-from snapreport.orders.base import MessageKey, NewReport, Order, OrderRepository
+from snapreport.orders.base import DuplicateQuery, MessageKey, NewReport, Order, OrderRepository
 from snapreport.orders.database import parse_url
 from snapreport.orders.migrations import VERSION_TABLE, current_revision, head_revision
+from snapreport.orders.places import Box, location_key
 from snapreport.orders.repository import SqlOrderRepository
 from snapreport.orders.tables import Base
 from snapreport.outbox import tables as outbox_tables
@@ -391,6 +393,94 @@ class TestOrderRepositoryContract:
         assert await repo.written_by(message) == ("create", again)
         created = [e for e in await repo.events(again.number) if e.kind == "created"]
         assert len(created) == 1
+
+    async def test_concurrent_merges_each_add_their_reporter_and_photos_once(
+        self, repo: SqlOrderRepository
+    ) -> None:
+        created = await repo.create(replace(leak(), more_image_keys=("media/a2.jpg",)))
+        assert created.image_keys == ("media/2023/11/14/abc.jpg", "media/a2.jpg")
+        reports = [
+            replace(
+                leak(f"u{i}"),
+                image_key=f"media/u{i}-1.jpg",
+                more_image_keys=(f"media/u{i}-2.jpg",),
+                message=MessageKey("api", f"u{i}", "add"),
+            )
+            for i in range(6)
+        ]
+        # each message twice at once: six merges, none twice
+        results = await asyncio.gather(*(repo.merge(created.number, r) for r in reports * 2))
+        assert {order.number for order in results} == {created.number}
+        merged = await repo.get(created.number)
+        assert sorted(merged.also_reported_by) == [f"u{i}" for i in range(6)]
+        assert len(merged.image_keys) == 2 + 12
+        assert len(set(merged.image_keys)) == 14
+        assert merged.image_keys[:2] == created.image_keys
+        events = [e.kind for e in await repo.events(created.number)]
+        assert events.count("merged_report") == 6
+        assert await repo.written_by(MessageKey("api", "u3", "add")) == ("merge", merged)
+        for i in range(6):
+            assert await repo.has_image(f"u{i}", "media/a2.jpg")
+        assert not await repo.has_image("nobody", "media/a2.jpg")
+
+    async def test_a_merge_into_a_closed_order_is_refused_and_writes_nothing(
+        self, desk: Dispatch, repo: SqlOrderRepository
+    ) -> None:
+        created = await repo.create(leak("alice"))
+        await desk.close(
+            created.number, by="alice", close_image_key=None, verified=None, note="", forced=False
+        )
+        with pytest.raises(OrderStateConflict):
+            await repo.merge(
+                created.number, replace(leak("bob"), message=MessageKey("api", "bob", "m"))
+            )
+        after = await repo.get(created.number)
+        assert (after.also_reported_by, after.image_keys) == ((), created.image_keys)
+        assert await repo.written_by(MessageKey("api", "bob", "m")) is None
+
+    async def test_a_merge_racing_a_close_is_either_before_or_refused(
+        self, desk: Dispatch, repo: SqlOrderRepository
+    ) -> None:
+        for round_ in range(5):
+            created = await repo.create(leak("alice"))
+            results = await asyncio.gather(
+                repo.merge(created.number, leak(f"bob{round_}")),
+                desk.close(
+                    created.number, by="alice", close_image_key=None, verified=None, note="",
+                    forced=False,
+                ),
+                return_exceptions=True,
+            )  # fmt: skip
+            closed = await repo.get(created.number)
+            assert closed.status == "closed"
+            kinds = [e.kind for e in await repo.events(created.number)]
+            if isinstance(results[0], Order):  # merged first: the close came after
+                assert kinds.index("merged_report") < kinds.index("closed")
+                assert closed.also_reported_by == (f"bob{round_}",)
+            else:
+                assert isinstance(results[0], OrderStateConflict), results[0]
+                assert "merged_report" not in kinds
+                assert closed.also_reported_by == ()
+
+    async def test_duplicates_are_found_by_type_time_place_text_or_box(
+        self, repo: SqlOrderRepository, clock: FakeClock
+    ) -> None:
+        near = await repo.create(replace(leak(), latitude=31.2304, longitude=121.4737))
+        texted = await repo.create(replace(leak(), location="Ｂ２ Parking, pillar 9!"))
+        await repo.create(
+            replace(leak(), alarm_type="垃圾堆放", latitude=31.2304, longitude=121.4737)
+        )
+        now = datetime.fromtimestamp(clock(), UTC)
+        since = now - timedelta(days=7)
+        box = Box.around(31.2305, 121.4737, 50.0)
+        found = await repo.duplicates(
+            DuplicateQuery("漏水", since, location_key=location_key("b2 parking pillar 9"), box=box)
+        )
+        assert [o.number for o in found] == [texted.number, near.number]
+        assert (
+            await repo.duplicates(DuplicateQuery("漏水", now + timedelta(seconds=1), box=box)) == []
+        )
+        assert await repo.duplicates(DuplicateQuery("漏水", since)) == []  # no place: nothing
 
     async def test_message_keys_differ_by_channel_user_and_id(
         self, repo: SqlOrderRepository

@@ -287,6 +287,15 @@ async def test_every_reporter_of_a_merged_order_is_told_and_sees_it(
     mine = await chat.text("u2", words["mine"])
     assert number in reply(mine)
     assert say("orders.role_merged") in reply(mine)
+    # every photo of the order is the merged reporters' to see, and nobody else's
+    shown = await app.client.get(f"/api/v1/orders/{number}", headers=ADMIN)
+    keys = shown.json()["image_keys"]
+    assert len(keys) == 3
+    for key in keys:
+        seen = await app.client.get(f"/api/v1/users/u3/media/{key}", headers=API)
+        assert seen.status_code == 200, seen.text
+        unseen = await app.client.get(f"/api/v1/users/u9/media/{key}", headers=API)
+        assert unseen.status_code == 404
 
     assert number in reply(await chat.text("lisi", f"接单 {number}"))
     await chat.text("lisi", f"结单 {number}")
