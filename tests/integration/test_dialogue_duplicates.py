@@ -20,11 +20,12 @@ import pytest
 
 from snapreport.errors import StoreUnavailable
 from snapreport.orders.base import MessageKey
+from snapreport.orders.repository import SqlOrderRepository
 from snapreport.workflow.events import Origin, TextEvent
 from snapreport.workflow.texts import load_texts
 from tests.harness.clock import FakeClock
 from tests.harness.fake_vlm import FakeVLM
-from tests.integration.dialogue_kit import Kit, dialogue, vlm_vision
+from tests.integration.dialogue_kit import FlakyOrders, Kit, dialogue, vlm_vision
 from tests.integration.dispatch_kit import RULES
 from tests.integration.http_kit import (
     ADMIN_TOKEN,
@@ -363,3 +364,30 @@ async def test_a_retried_add_merges_once(kit: Kit, monkeypatch: pytest.MonkeyPat
         "merge",
         retried.order,
     )
+
+
+async def test_the_orders_store_away_at_add_changes_nothing_and_a_retry_merges(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    flaky: list[FlakyOrders] = []
+
+    def wrap(inner: SqlOrderRepository) -> FlakyOrders:
+        flaky.append(FlakyOrders(inner))
+        return flaky[0]
+
+    async with dialogue(tmp_path, clock, wrap_orders=wrap) as kit:
+        first = await kit.report("u1", location="A区北门")
+        await kit.photo(user="u2")
+        await kit.text("A区北门", "u2")
+        await kit.text("确认", "u2")
+        before = await kit.session("u2")
+        flaky[0].failing.add("merge")
+        with pytest.raises(StoreUnavailable):
+            await kit.text("追加", "u2")
+        after = await kit.session("u2")
+        assert (after.state, after.slots) == ("waiting_confirm", before.slots)
+        assert (await kit.orders.get(first.number)).also_reported_by == ()
+        flaky[0].failing.clear()  # the database is back: the same words merge
+        merged = await kit.text("追加", "u2")
+        assert merged.order is not None
+        assert merged.order.also_reported_by == ("u2",)
