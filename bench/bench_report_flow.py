@@ -6,7 +6,8 @@ sessions and PostgreSQL orders, at 1 and 4 worker processes.
 
 A report is what a field worker does: upload a photo (``multipart/form-data``, a 1600x1200
 JPEG), get the model's answer (a local fake vision model that answers after a fixed latency),
-send the location, confirm; the last answer carries the order, written to PostgreSQL. The server
+send the location (a place of its own each time), confirm; the confirmation looks for a
+duplicate (one indexed query) and, finding none, files the order, written to PostgreSQL. The server
 is ``snapreport serve --workers N`` as shipped (sessions, deduplication and rate limits in
 Redis, photos on the local disk, INFO logs to /dev/null); redis-server, PostgreSQL and the fake
 model are started here (PostgreSQL and the model by the test harness) and stopped at the end.
@@ -100,7 +101,9 @@ async def _reporter(
                 photo_done = time.perf_counter()
                 second = await client.post(
                     "/api/v1/messages",
-                    json={"user_id": user, "message_id": mid(), "text": LOCATION},
+                    # each report at a place of its own: reports of one type at one place
+                    # would be offered as duplicates instead of being filed
+                    json={"user_id": user, "message_id": mid(), "text": f"{LOCATION} {mid()}"},
                 )
                 location_done = time.perf_counter()
                 third = await client.post(

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Protocol, cast
 
 from alembic.util.exc import CommandError
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -104,6 +104,8 @@ class Enqueue(Protocol):
 
 
 MAX_LIST_LIMIT = 1000
+# the duplicate search looks at the newest this many recent alarms near a report
+MAX_DUPLICATE_ALARMS = 200
 # an offset walks the skipped rows: bounded, so a deep page costs at most this many
 MAX_OFFSET = 100_000
 _LIMITS = {
@@ -510,30 +512,45 @@ class SqlOrderRepository:
         """Candidates for a duplicate, newest first (see the port)."""
         if not 1 <= query.limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        # each branch names the type, so each is one range of its own index (type and folded
+        # text; type and latitude) and the database reads only the rows near the report
+        same_type = AlarmRow.alarm_type == query.alarm_type
         near: list[ColumnElement[bool]] = []
         if query.location_key:
-            near.append(AlarmRow.location_key == query.location_key)
+            near.append(and_(same_type, AlarmRow.location_key == query.location_key))
         box = query.box
         if box is not None:
-            inside = [AlarmRow.latitude.between(box.south, box.north)]
+            inside = [same_type, AlarmRow.latitude.between(box.south, box.north)]
             if not box.wraps():
                 inside.append(AlarmRow.longitude.between(box.west, box.east))
             near.append(and_(*inside, AlarmRow.longitude.is_not(None)))
         if not near:
             return []
-        statement = (
-            select(WorkOrderRow)
-            .join(WorkOrderRow.alarm)
-            .where(
-                AlarmRow.alarm_type == query.alarm_type,
-                AlarmRow.created_at >= query.since,
-                WorkOrderRow.status.in_(ACTIVE_STATUSES),
-                or_(*near),
-            )
-            .order_by(WorkOrderRow.id.desc())
-            .limit(query.limit)
-        )
+        # Two small queries, each led by an index whatever the planner knows of the data: the
+        # recent alarms near the report (one union branch per index), then their orders (by
+        # ``alarm_id``); the newest ``MAX_DUPLICATE_ALARMS`` alarms at most.
+        since = AlarmRow.created_at >= query.since
+        branches = [select(AlarmRow.id).where(branch, since) for branch in near]
+        found = union(*branches) if len(branches) > 1 else branches[0]
+        alarms = select(found.subquery().c.id).order_by(text("id DESC")).limit(MAX_DUPLICATE_ALARMS)
         async with self._read("looking for duplicate work orders") as session:
+            alarm_ids = list((await session.scalars(alarms)).all())
+            if not alarm_ids:
+                return []
+            # the status is checked here, not in SQL, so that ``alarm_id`` leads the lookup
+            pairs = await session.execute(
+                select(WorkOrderRow.id, WorkOrderRow.status).where(
+                    WorkOrderRow.alarm_id.in_(alarm_ids)
+                )
+            )
+            active = sorted((i for i, status in pairs if status in ACTIVE_STATUSES), reverse=True)
+            if not active:
+                return []
+            statement = (
+                select(WorkOrderRow)
+                .where(WorkOrderRow.id.in_(active[: query.limit]))
+                .order_by(WorkOrderRow.id.desc())
+            )
             return [_to_order(row) for row in (await session.scalars(statement)).all()]
 
     async def apply(self, change: OrderChange, *, announce: Announce) -> Order | None:

@@ -79,9 +79,9 @@ class AlarmRow(Base):
 
     __tablename__ = "alarms"
     __table_args__ = (
-        # the duplicate search: same type, recent; same normalised location text
-        Index("ix_alarms_type_created", "alarm_type", "created_at"),
+        # the duplicate search: same type and folded location text; same type, near latitude
         Index("ix_alarms_type_location_key", "alarm_type", "location_key"),
+        Index("ix_alarms_type_latitude", "alarm_type", "latitude"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

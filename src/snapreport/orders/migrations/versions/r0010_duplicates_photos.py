@@ -1,8 +1,8 @@
 """Duplicate reports and several photos per report.
 
-- ``alarms.location_key``: the location folded for comparison, with the indexes the duplicate
-  search uses (same type and recent; same type and same folded location). Alarms filed before
-  this revision have none and are found by their coordinates only.
+- ``alarms.location_key``: the location folded for comparison, with the indexes the
+  duplicate search uses (same type and same folded location; same type and a latitude range).
+  Alarms filed before this revision have none and are found by their coordinates only.
 - ``alarm_photos``: the photos of an alarm after the first (``alarms.image_key``).
 - ``order_sources.action`` may be ``merge``: a report merged into an existing order is keyed by
   its message like a create, so a retried message merges once.
@@ -30,8 +30,8 @@ _ACTIONS = "action IN ('create', 'close', 'merge')"
 
 def upgrade() -> None:
     op.add_column("alarms", sa.Column("location_key", sa.String(200), nullable=True))
-    op.create_index("ix_alarms_type_created", "alarms", ["alarm_type", "created_at"])
     op.create_index("ix_alarms_type_location_key", "alarms", ["alarm_type", "location_key"])
+    op.create_index("ix_alarms_type_latitude", "alarms", ["alarm_type", "latitude"])
     op.create_table(
         "alarm_photos",
         sa.Column("id", _ID, autoincrement=True, nullable=False),
@@ -61,7 +61,7 @@ def downgrade() -> None:
         batch.create_check_constraint("action", sa.text(_ACTIONS_BEFORE))
     op.drop_index("ix_alarm_photos_image_key", table_name="alarm_photos")
     op.drop_table("alarm_photos")
+    op.drop_index("ix_alarms_type_latitude", table_name="alarms")
     op.drop_index("ix_alarms_type_location_key", table_name="alarms")
-    op.drop_index("ix_alarms_type_created", table_name="alarms")
     with op.batch_alter_table("alarms") as batch:
         batch.drop_column("location_key")
