@@ -94,8 +94,8 @@ async def fill(repo: SqlOrderRepository, count: int, now: datetime, rng: random.
             }
         )  # fmt: skip
     async with repo.engine.begin() as connection:
-        await connection.execute(insert(AlarmRow.__table__), alarms)
-        await connection.execute(insert(WorkOrderRow.__table__), orders)
+        await connection.execute(insert(AlarmRow), alarms)
+        await connection.execute(insert(WorkOrderRow), orders)
         await connection.exec_driver_sql("ANALYZE")
 
 
