@@ -286,6 +286,7 @@ def _use_photo_location(ctx: Context, latitude: float, longitude: float) -> Step
     slots = ctx.slots
     slots.location = _coordinates(latitude, longitude)
     slots.latitude, slots.longitude = latitude, longitude
+    slots.awaiting = ""  # as any location given: the type question is no longer pending
     slots.gps_latitude = slots.gps_longitude = None
     return Step("waiting_confirm", (ctx.say("location.gps_used"), summary(ctx)))
 
