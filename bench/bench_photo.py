@@ -35,6 +35,7 @@ import datetime as dt
 import inspect
 import io
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -195,34 +197,50 @@ async def naive_path(raw: bytes, store: LocalMediaStore, vision: OpenAICompatVis
 Path_ = Callable[[bytes, LocalMediaStore, OpenAICompatVision], Awaitable[None]]
 
 
-async def cpu_ms(
-    path: Path_, raw: bytes, runs: int, *, new_photo: bool = False, edge: int = EDGE
-) -> float:
-    """Median CPU milliseconds of ``path`` over ``runs`` photos (after one warm-up).
+@dataclass
+class Lane:
+    """One path under measurement, with its own store and model client."""
 
-    The same bytes are sent each run, so a content-addressed store keeps them once and then
-    finds them kept; ``new_photo`` gives each run an empty store, so the original is written
-    (and synced) every time, as for a photo the service has not seen. The store of the run
-    before is removed first, untimed: the page cache is recycled, as on a server that has run
-    for a while."""
-    with tempfile.TemporaryDirectory() as tmp:
-        store = LocalMediaStore(Path(tmp) / "warm-up")
-        recorder = Recorder()
-        vision = _vision(recorder)
-        try:
-            await path(raw, store, vision)
-            samples = []
-            for run in range(runs):
-                if new_photo:
-                    shutil.rmtree(store.root)
-                    store = LocalMediaStore(Path(tmp) / str(run))
-                started = time.process_time()
-                await path(raw, store, vision)
-                samples.append((time.process_time() - started) * 1000)
-        finally:
-            await vision.aclose()
-    recorder.check(edge)
-    return statistics.median(samples)
+    path: Path_
+    root: Path
+    new_photo: bool = False
+    edge: int = EDGE
+    samples: list[float] = field(default_factory=list)
+    recorder: Recorder = field(default_factory=Recorder)
+    vision: OpenAICompatVision = field(init=False)
+    store: LocalMediaStore = field(init=False)
+
+    async def start(self, raw: bytes) -> None:
+        self.vision = _vision(self.recorder)
+        self.store = LocalMediaStore(self.root / "warm-up")
+        await self.path(raw, self.store, self.vision)  # the warm-up, not counted
+
+    async def run(self, raw: bytes, number: int) -> None:
+        if self.new_photo:
+            # the store of the run before goes first, untimed: the page cache is recycled,
+            # as on a server that has run for a while
+            shutil.rmtree(self.store.root)
+            self.store = LocalMediaStore(self.root / str(number))
+        started = time.process_time()
+        await self.path(raw, self.store, self.vision)
+        self.samples.append((time.process_time() - started) * 1000)
+
+    async def finish(self) -> float:
+        await self.vision.aclose()
+        self.recorder.check(self.edge)
+        return statistics.median(self.samples)
+
+
+async def cpu_ms(lanes: dict[str, Lane], raw: bytes, runs: int) -> dict[str, float]:
+    """Median CPU milliseconds of each lane's path over ``runs`` photos. The runs take turns
+    (A B C A B C ...), so a change in the machine's load during the bench falls on every path
+    alike and the ratios between them hold."""
+    for lane in lanes.values():
+        await lane.start(raw)
+    for number in range(runs):
+        for lane in lanes.values():
+            await lane.run(raw, number)
+    return {key: await lane.finish() for key, lane in lanes.items()}
 
 
 async def write_ms(upload: CheckedImage, runs: int) -> float:
@@ -362,13 +380,18 @@ def write_report(
 ) -> str:
     verdict = "met" if max(cpu["snapreport"], cpu["snapreport_new"]) <= TARGET_MS else "MISSED"
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    cpu_table = "\n".join(f"| {label} | {cpu[key]:.0f} ms |" for key, label in CPU_ROWS)
+    cpu_table = "\n".join(
+        f"| {label} | {cpu[key]:.0f} ms | {cpu[key] / cpu['naive']:.2f} |"
+        for key, label in CPU_ROWS
+    )
     step_table = "\n".join(f"| {label} | {steps[key]:.1f} ms |" for key, label in STEP_ROWS)
     peak_table = "\n".join(f"| {label} | {peaks[key]:.0f} MB |" for key, label in PEAK_ROWS)
     text = f"""# Benchmark: CPU and memory per photo
 
 Measured {now} on {platform.machine()}, Python {platform.python_version()},
-Pillow {PIL.__version__}, on a shared machine (2 cores), with:
+Pillow {PIL.__version__}, on a shared machine ({os.cpu_count()} cores, load average
+{os.getloadavg()[0]:.1f} as the page was written: other work on the same cores makes CPU time
+longer, so compare the rows of one run), with:
 
 ```
 {COMMAND}
@@ -377,12 +400,13 @@ Pillow {PIL.__version__}, on a shared machine (2 cores), with:
 One 4000x3000 (12 MP) phone-like JPEG of {len(photo) / 1e6:.2f} MB (gradients, coarse texture
 and sensor-like noise, quality 92), sent as the JSON body of `POST /api/v1/messages`, followed
 to the bytes of the vision model's request (the real `OpenAICompatVision` through a recording
-transport). CPU is the process's CPU time (all threads), the median of the runs.
+transport). CPU is the process's CPU time (all threads), the median of the runs; the paths
+take turns run by run, so a change in the machine's load falls on all of them alike.
 
 ## CPU per 12 MP photo, upload to the model's request (target: at most {TARGET_MS:g} ms; {verdict})
 
-| path | CPU per photo |
-|---|---:|
+| path | CPU per photo | against naive |
+|---|---:|---:|
 {cpu_table}
 
 The same bytes are sent each run: after the first, the content-addressed store finds them
@@ -427,13 +451,16 @@ async def main(runs: int) -> None:
     raw = json.dumps(
         {"user_id": "bench", "image": {"data": base64.b64encode(photo).decode()}}
     ).encode()
-    cpu = {
-        "snapreport": await cpu_ms(snapreport_path, raw, runs),
-        "snapreport_new": await cpu_ms(snapreport_path, raw, runs, new_photo=True),
-        "previous": await cpu_ms(previous_path, raw, runs),
-        "naive": await cpu_ms(naive_path, raw, runs),
-        "quarter": await cpu_ms(quarter_path, raw, runs, edge=QUARTER_EDGE),
-    }
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        lanes = {
+            "snapreport": Lane(snapreport_path, root / "snapreport"),
+            "snapreport_new": Lane(snapreport_path, root / "new", new_photo=True),
+            "previous": Lane(previous_path, root / "previous"),
+            "naive": Lane(naive_path, root / "naive"),
+            "quarter": Lane(quarter_path, root / "quarter", edge=QUARTER_EDGE),
+        }
+        cpu = await cpu_ms(lanes, raw, runs)
     png = big_png()
     peaks = {"jpeg": peak_mb("jpeg", photo), "naive": peak_mb("naive", photo)}
     peaks["png"] = peak_mb("png", png)
