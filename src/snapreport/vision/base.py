@@ -9,10 +9,11 @@ dialogue then goes on in manual mode and never loses the user's photo.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import pybase64
 
 from snapreport.session.history import Message
 
@@ -33,7 +34,7 @@ class PreparedImage:
 
     def data_url(self) -> str:
         """``data:image/jpeg;base64,...``, the form OpenAI-compatible APIs take inline."""
-        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+        return f"data:{self.mime};base64,{pybase64.b64encode(self.data).decode('ascii')}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,8 @@ def prepare(
     # BOX averages the source pixels under each target pixel: for a shrink it is as sharp as a
     # model needs, at a third of LANCZOS's cost (the JPEG is already reduced by its decode)
     img.thumbnail((max_edge, max_edge), Image.Resampling.BOX, reducing_gap=None)
-    rgb = _to_rgb(ImageOps.exif_transpose(img))
+    ImageOps.exif_transpose(img, in_place=True)  # upright, without copying an upright one
+    rgb = _to_rgb(img)
     out = io.BytesIO()
     # no exif= / icc_profile= arguments: the copy carries no metadata; no optimize=True: its
     # second pass costs more CPU than the 4 % of bytes it saves are worth
