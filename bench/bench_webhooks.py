@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import aiohttp
 import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +51,9 @@ from snapreport.outbox.sqlalchemy import OutboxNudge, SqlOutboxStore, enqueue  #
 from snapreport.outbox.worker import OutboxWorker, Routes  # noqa: E402
 from snapreport.webhooks.base import DELIVER_TOPIC  # noqa: E402
 from snapreport.webhooks.fanout import fan_out  # noqa: E402
-from snapreport.webhooks.sender import Poster, WebhookSender  # noqa: E402
+from snapreport.webhooks.sender import Outcome, Poster, WebhookSender, build_session  # noqa: E402
 from snapreport.webhooks.store import SqlWebhooks  # noqa: E402
-from snapreport.webhooks.targets import TargetCheck  # noqa: E402
+from snapreport.webhooks.targets import CachedResolver, TargetCheck  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks-webhooks.md"
 COMMAND = "python bench/bench_webhooks.py"
@@ -69,24 +69,22 @@ class Seen:
     lags: list[float] = field(default_factory=list)
 
 
-class Watching(httpx.AsyncBaseTransport):
-    """The real transport, noting each answered POST and its lag from the change's commit."""
+class Watching(Poster):
+    """The production poster, noting each answered POST and its lag from the change's commit."""
 
-    def __init__(self, seen: Seen) -> None:
-        self._inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=200))
+    def __init__(self, targets: TargetCheck, client: aiohttp.ClientSession, seen: Seen) -> None:
+        super().__init__(targets, client, timeout_seconds=15)
         self._seen = seen
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
-        now = time.time()
-        stamp = msgspec.json.decode(request.content)["timestamp"]
-        self._seen.count += 1
-        self._seen.last_at = now
-        self._seen.lags.append(now - datetime.fromisoformat(stamp).timestamp())
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    async def send(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        outcome = await super().send(url, body, headers)
+        if outcome.ok:
+            now = time.time()
+            stamp = msgspec.json.decode(body)["timestamp"]
+            self._seen.count += 1
+            self._seen.last_at = now
+            self._seen.lags.append(now - datetime.fromisoformat(stamp).timestamp())
+        return outcome
 
 
 @contextlib.asynccontextmanager
@@ -104,15 +102,15 @@ async def running(store: SqlOutboxStore, routes: Routes) -> AsyncIterator[None]:
 
 async def setup(
     db_url: str, receiver_url: str, seen: Seen
-) -> tuple[SqlOrderRepository, SqlOutboxStore, Routes, httpx.AsyncClient]:
+) -> tuple[SqlOrderRepository, SqlOutboxStore, Routes, aiohttp.ClientSession]:
     repo = await SqlOrderRepository.connect(db_url)
     store = SqlOutboxStore(repo.engine)
-    targets = TargetCheck(allow_private=True)
-    await SqlWebhooks(repo.engine, targets, max_endpoints=10).subscribe(
+    await SqlWebhooks(repo.engine, TargetCheck(allow_private=True), max_endpoints=10).subscribe(
         receiver_url, ["*"], "bench"
     )
-    client = httpx.AsyncClient(transport=Watching(seen), follow_redirects=False)
-    sender = WebhookSender(repo.engine, Poster(targets, client, timeout_seconds=15))
+    targets = TargetCheck(allow_private=True, resolver=CachedResolver())
+    client = build_session(targets)
+    sender = WebhookSender(repo.engine, Watching(targets, client, seen))
     routes = Routes(
         {
             "order.": OrderNotifier(store.sessions, wecom=False, also=[fan_out]),
@@ -140,7 +138,7 @@ async def throughput(db_url: str, receiver_url: str, n: int) -> float:
             await bench_outbox.wait_for(lambda: seen.count >= n, 900)
         return n / (seen.last_at - began)
     finally:
-        await client.aclose()
+        await client.close()
         await repo.aclose()
 
 
@@ -159,7 +157,7 @@ async def lag(db_url: str, receiver_url: str, seconds: float) -> list[float]:
             await bench_outbox.wait_for(lambda: seen.count >= total, 300)
         return seen.lags
     finally:
-        await client.aclose()
+        await client.close()
         await repo.aclose()
 
 

@@ -359,14 +359,15 @@ async def start_outbox(
     from snapreport.outbox.worker import OutboxWorker, WorkerConfig, route_table
     from snapreport.webhooks.base import DELIVER_TOPIC
     from snapreport.webhooks.fanout import fan_out
-    from snapreport.webhooks.sender import Poster, WebhookSender, build_client
-    from snapreport.webhooks.targets import TargetCheck
+    from snapreport.webhooks.sender import Poster, WebhookSender, build_session
+    from snapreport.webhooks.targets import CachedResolver, TargetCheck
 
     s = app.settings
     o = s.outbox
     store = SqlOutboxStore(engine, clock=clock)
-    webhook_client = build_client()
-    stack.push_async_callback(webhook_client.aclose)
+    webhook_targets = TargetCheck(allow_private=s.webhooks.allow_private, resolver=CachedResolver())
+    webhook_client = build_session(webhook_targets)
+    stack.push_async_callback(webhook_client.close)
     handlers: list[tuple[str, OutboxHandler]] = [
         # every member, lead and dispatcher of the rules file is a WeCom user (API.md)
         (
@@ -385,7 +386,7 @@ async def start_outbox(
             WebhookSender(
                 engine,
                 Poster(
-                    TargetCheck(allow_private=s.webhooks.allow_private),
+                    webhook_targets,
                     webhook_client,
                     # within the handler's own timeout, so that the attempt is recorded
                     timeout_seconds=min(

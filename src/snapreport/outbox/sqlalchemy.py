@@ -19,10 +19,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import msgspec
-from sqlalchemy import and_, delete, event, func, select, tuple_, update
+from sqlalchemy import Table, and_, delete, event, func, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -81,6 +81,30 @@ def enqueue(session: AsyncSession, *messages: OutboxMessage, now: datetime | Non
             )
         )
     if messages:
+        session.sync_session.info[ENQUEUED] = True
+
+
+async def enqueue_many(
+    session: AsyncSession, messages: Sequence[OutboxMessage], *, now: datetime
+) -> None:
+    """``enqueue`` for many messages at once, as one multi-row insert (no ORM objects): for
+    handlers that enqueue a round's worth in one transaction."""
+    rows = [
+        {
+            "topic": message.topic,
+            "payload": encode_payload(message),
+            "status": "pending",
+            "attempts": 0,
+            "due_at": message.due_at or now,
+            "created_at": now,
+        }
+        for message in messages
+    ]
+    if rows:
+        # RETURNING makes it one statement a page (SQLAlchemy's "insertmanyvalues")
+        await session.execute(
+            insert(cast(Table, OutboxRow.__table__)).returning(OutboxRow.id), rows
+        )
         session.sync_session.info[ENQUEUED] = True
 
 
@@ -162,6 +186,20 @@ async def complete_in(session: AsyncSession, job: OutboxJob) -> bool:
     """
     result = await session.execute(delete(OutboxRow).where(_held(job)))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def complete_held_in(session: AsyncSession, jobs: Sequence[OutboxJob]) -> set[int]:
+    """``complete_in`` for many jobs in one statement: the ids of those whose claim still
+    held (and that are now deleted); the caller writes nothing for the others."""
+    if not jobs:
+        return set()
+    result = await session.execute(
+        delete(OutboxRow)
+        .where(tuple_(OutboxRow.id, OutboxRow.attempts).in_([(j.id, j.attempt) for j in jobs]))
+        .returning(OutboxRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars().all())
 
 
 class SqlOutboxStore:

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import delete, func, select
@@ -29,7 +30,6 @@ from snapreport.webhooks.tables import (
     MAX_DESCRIPTION_LENGTH,
     WebhookAttemptRow,
     WebhookEndpointRow,
-    WebhookMessageRow,
 )
 from snapreport.webhooks.targets import TargetCheck
 
@@ -202,12 +202,12 @@ class SqlWebhooks:
             return row.message_id
 
 
-def message_row(endpoint_id: str, event_type: str, body: bytes, now: datetime) -> WebhookMessageRow:
-    """A new message for one endpoint, with its webhook-id."""
-    return WebhookMessageRow(
-        id="msg_" + secrets.token_hex(16),
-        endpoint_id=endpoint_id,
-        event_type=event_type,
-        body=body.decode(),
-        created_at=now,
-    )
+def message_row(endpoint_id: str, event_type: str, body: str, now: datetime) -> dict[str, Any]:
+    """A new message for one endpoint, with its webhook-id (a ``webhook_messages`` row)."""
+    return {
+        "id": "msg_" + secrets.token_hex(16),
+        "endpoint_id": endpoint_id,
+        "event_type": event_type,
+        "body": body,
+        "created_at": now,
+    }
