@@ -5,7 +5,8 @@ for the database (SQLite's one write lock, PostgreSQL's pool and commits) and a 
 cost a transaction per job. With a ``Batcher``, a handler submits an item and waits for its
 outcome; one task at a time takes every item submitted so far (at most ``max_items``) and
 handles them all with one call of ``flush`` (one transaction). An item waits at most for the
-flush in progress and its own; alone, it is flushed at once, so a quiet system adds no delay.
+flush in progress and its own; alone, it is flushed on the next turn of the event loop, so a
+quiet system adds no delay.
 
 ``flush`` returns one outcome per item, in order: a result, or the exception that item's
 submitter raises (so one item can fail alone, e.g. a lost claim). When ``flush`` raises,
@@ -55,6 +56,9 @@ class Batcher(Generic[T, R]):
     async def _drain(self) -> None:
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
+            # One turn of the loop first: handlers started together (a worker round) all
+            # submit before the first flush, instead of the first one alone.
+            await asyncio.sleep(0)
             while self._pending:
                 batch = self._pending[: self._max_items]
                 del self._pending[: self._max_items]

@@ -191,6 +191,8 @@ class _Record:
 class WebhookSender:
     """The "webhook.deliver" handler (see module doc)."""
 
+    completes_own_jobs = True  # in the transaction that records the attempt (see ``Routes``)
+
     def __init__(self, engine: AsyncEngine, poster: Poster, *, clock: Clock = time.time) -> None:
         self._reads = async_sessionmaker(engine, expire_on_commit=False)
         self._sessions = async_sessionmaker(writer(engine), expire_on_commit=False)

@@ -73,6 +73,8 @@ class _Change:
 class OrderNotifier:
     """The "order." handler (see module doc)."""
 
+    completes_own_jobs = True  # in the transaction of its writes (see ``Routes``)
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
