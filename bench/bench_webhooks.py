@@ -117,7 +117,9 @@ async def setup(
     sender = WebhookSender(repo.engine, Watching(targets, client, seen))
     routes = Routes(
         {
-            "order.": OrderNotifier(store.sessions, wecom=False, also=[fan_out]),
+            "order.": OrderNotifier(
+                store.sessions, wecom=False, also=[fan_out], parallel=store.parallel_writes
+            ),
             DELIVER_TOPIC: sender,
         }
     )

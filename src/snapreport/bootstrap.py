@@ -377,6 +377,7 @@ async def start_outbox(
                 wecom=s.wecom.enabled,
                 staff_on_wecom=app.rules.staff(),
                 also=[fan_out],
+                parallel=store.parallel_writes,
                 clock=clock,
             ),
         ),

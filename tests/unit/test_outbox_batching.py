@@ -86,6 +86,27 @@ async def test_a_caller_that_stops_waiting_leaves_the_others_their_outcomes() ->
     assert flush.calls == [[0, 2]]  # the item was still written
 
 
+async def test_an_item_submitted_as_the_last_flush_ends_is_flushed() -> None:
+    batcher: Batcher[int, int] = Batcher(Recorder())
+    assert await batcher.submit(2) == 20
+    # submitted while the finished flushing task is not yet reaped
+    async with asyncio.timeout(5):
+        assert await batcher.submit(4) == 40
+
+
+async def test_parallel_flushes_take_the_items_waiting_in_turn() -> None:
+    flush = Recorder()
+    batcher: Batcher[int, int] = Batcher(flush, max_items=2, parallel=2)
+    flush.gate.clear()
+    waiting = [asyncio.create_task(batcher.submit(i * 2)) for i in range(5)]
+    while len(flush.calls) < 2:  # two flushes at once, held open
+        await asyncio.sleep(0)
+    assert flush.calls == [[0, 2], [4, 6]]
+    flush.gate.set()
+    assert await asyncio.gather(*waiting) == [0, 20, 40, 60, 80]
+    assert flush.calls == [[0, 2], [4, 6], [8]]
+
+
 def test_a_batch_holds_at_least_one_item() -> None:
     with pytest.raises(ValueError, match="at least one"):
         Batcher(Recorder(), max_items=0)

@@ -30,27 +30,34 @@ DEFAULT_MAX_ITEMS = 200
 
 
 class Batcher(Generic[T, R]):
-    """Collects items from concurrent callers and flushes them together (see module doc)."""
+    """Collects items from concurrent callers and flushes them together (see module doc);
+    at most ``parallel`` flushes run at once (1 on SQLite, whose writers queue anyway)."""
 
     def __init__(
         self,
         flush: Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]],
         *,
         max_items: int = DEFAULT_MAX_ITEMS,
+        parallel: int = 1,
     ) -> None:
-        if max_items < 1:
-            raise ValueError("a batch holds at least one item")
+        if max_items < 1 or parallel < 1:
+            raise ValueError("a batch holds at least one item, and one flush at least runs")
         self._flush = flush
         self._max_items = max_items
+        self._parallel = parallel
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._running = 0  # flushing tasks; counted down as each ends, not when it is reaped
+        self._drains: set[asyncio.Task[None]] = set()  # held, so that none is collected
 
     async def submit(self, item: T) -> R:
         """The outcome of ``item``'s flush: its result, or its exception raised here."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="outbox-batcher")
+        if self._running < self._parallel:
+            self._running += 1
+            task = asyncio.create_task(self._drain(), name="outbox-batcher")
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
         return await future
 
     async def _drain(self) -> None:
@@ -77,10 +84,11 @@ class Batcher(Generic[T, R]):
                     else:
                         future.set_result(outcome)
                 batch = []
-        finally:
-            # Cancelled (the loop is stopping): nobody is left waiting forever.
+        except asyncio.CancelledError:
+            # The loop is stopping: nobody is left waiting forever.
             for _, future in [*batch, *self._pending]:
-                if not future.done():
-                    future.cancel()
+                future.cancel()
             self._pending.clear()
-            self._task = None
+            raise
+        finally:
+            self._running -= 1

@@ -47,6 +47,9 @@ ENQUEUED = "snapreport.outbox.enqueued"
 MAX_ERROR_LENGTH = 2000
 
 
+POSTGRES_PARALLEL_WRITES = 4
+
+
 def encode_payload(message: OutboxMessage) -> str:
     """The message's payload as JSON text; refuses what cannot be stored."""
     if not message.topic or len(message.topic) > MAX_TOPIC_LENGTH:
@@ -202,6 +205,12 @@ async def complete_held_in(session: AsyncSession, jobs: Sequence[OutboxJob]) -> 
     return set(result.scalars().all())
 
 
+def parallel_writes(engine: AsyncEngine) -> int:
+    """Group-commit flushes worth running at once: PostgreSQL commits concurrent transactions
+    side by side; SQLite's writers take turns at its one write lock, so one."""
+    return POSTGRES_PARALLEL_WRITES if engine.dialect.name == "postgresql" else 1
+
+
 class SqlOutboxStore:
     """The ``OutboxStore`` port on the orders engine (SQLite or PostgreSQL)."""
 
@@ -211,6 +220,11 @@ class SqlOutboxStore:
         self._postgres = engine.dialect.name == "postgresql"
         self._reads = async_sessionmaker(engine, expire_on_commit=False)
         self._writes = async_sessionmaker(writer(engine), expire_on_commit=False)
+
+    @property
+    def parallel_writes(self) -> int:
+        """How many group-commit flushes are worth running at once on this database."""
+        return parallel_writes(self._engine)
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:

@@ -35,7 +35,12 @@ from snapreport.orders.database import writer
 from snapreport.outbox.base import OutboxJob
 from snapreport.outbox.batching import Batcher
 from snapreport.outbox.senders.inapp import ClaimLost
-from snapreport.outbox.sqlalchemy import complete_held_in, enqueue_many, store_guard
+from snapreport.outbox.sqlalchemy import (
+    complete_held_in,
+    enqueue_many,
+    parallel_writes,
+    store_guard,
+)
 from snapreport.webhooks.base import DISABLE_AFTER, RETRY_SCHEDULE
 from snapreport.webhooks.signing import signature_header
 from snapreport.webhooks.store import deliver_job
@@ -198,8 +203,9 @@ class WebhookSender:
         self._sessions = async_sessionmaker(writer(engine), expire_on_commit=False)
         self._poster = poster
         self._clock = clock
-        self._loads: Batcher[str, _Message | None] = Batcher(self._load)
-        self._records: Batcher[_Record, None] = Batcher(self._write)
+        parallel = parallel_writes(engine)
+        self._loads: Batcher[str, _Message | None] = Batcher(self._load, parallel=parallel)
+        self._records: Batcher[_Record, None] = Batcher(self._write, parallel=parallel)
 
     async def __call__(self, job: OutboxJob) -> None:
         message_id, attempt, retry = _job_fields(job)

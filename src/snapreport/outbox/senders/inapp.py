@@ -82,6 +82,7 @@ class OrderNotifier:
         wecom: bool,
         staff_on_wecom: Iterable[str] = (),
         also: Sequence[OrderExtra] = (),
+        parallel: int = 1,
         clock: Clock = time.time,
     ) -> None:
         self._sessions = sessions
@@ -89,7 +90,7 @@ class OrderNotifier:
         self._wecom = wecom
         self._staff = frozenset(staff_on_wecom)
         self._clock = clock
-        self._batcher: Batcher[_Change, None] = Batcher(self._write)
+        self._batcher: Batcher[_Change, None] = Batcher(self._write, parallel=parallel)
 
     async def __call__(self, job: OutboxJob) -> None:
         payload = job.payload
