@@ -358,6 +358,7 @@ async def start_outbox(
     from snapreport.outbox.sqlalchemy import OutboxNudge, SqlOutboxStore
     from snapreport.outbox.worker import OutboxWorker, WorkerConfig, route_table
     from snapreport.webhooks.base import DELIVER_TOPIC
+    from snapreport.webhooks.cleanup import WebhookCleanup
     from snapreport.webhooks.fanout import fan_out
     from snapreport.webhooks.sender import Poster, WebhookSender, build_session
     from snapreport.webhooks.targets import CachedResolver, TargetCheck
@@ -422,6 +423,9 @@ async def start_outbox(
     )
     worker.start()
     stack.push_async_callback(worker.aclose)
+    cleanup = WebhookCleanup(engine, keep_days=s.webhooks.keep_days, clock=clock)
+    cleanup.start()
+    stack.push_async_callback(cleanup.aclose)
 
 
 async def _wecom_notifier(app: App, stack: AsyncExitStack) -> OutboxHandler:

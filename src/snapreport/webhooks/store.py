@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from snapreport.errors import Conflict, InvalidInput, WebhookNotFound
+from snapreport.logs import get_logger
 from snapreport.orders.database import writer
 from snapreport.outbox.base import OutboxMessage
 from snapreport.outbox.sqlalchemy import enqueue, store_guard
@@ -32,6 +33,8 @@ from snapreport.webhooks.tables import (
     WebhookEndpointRow,
 )
 from snapreport.webhooks.targets import TargetCheck
+
+log = get_logger("snapreport.webhooks")
 
 Clock = Callable[[], float]
 
@@ -145,6 +148,17 @@ class SqlWebhooks:
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise WebhookNotFound(f"no webhook {endpoint_id!r}")
+
+    async def enable(self, endpoint_id: str) -> Endpoint:
+        async with self._write("enabling a webhook") as session:
+            row = await session.get(WebhookEndpointRow, endpoint_id, with_for_update=True)
+            if row is None:
+                raise WebhookNotFound(f"no webhook {endpoint_id!r}")
+            if row.disabled_at is not None:
+                log.info("webhook_endpoint_enabled", endpoint_id=endpoint_id)
+            row.disabled_at = None
+            row.failing_since = None
+            return endpoint_of(row)
 
     async def rotate_secret(self, endpoint_id: str) -> str:
         secret = new_secret()
