@@ -1,7 +1,7 @@
 """Webhooks: indexes for cleaning the delivery log and the sent messages up by age.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-11-30
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0010"
 branch_labels: str | None = None
 depends_on: str | None = None
 
