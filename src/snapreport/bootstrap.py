@@ -358,15 +358,17 @@ async def start_outbox(
     from snapreport.outbox.sqlalchemy import OutboxNudge, SqlOutboxStore
     from snapreport.outbox.worker import OutboxWorker, WorkerConfig, route_table
     from snapreport.webhooks.base import DELIVER_TOPIC
+    from snapreport.webhooks.cleanup import WebhookCleanup
     from snapreport.webhooks.fanout import fan_out
-    from snapreport.webhooks.sender import Poster, WebhookSender, build_client
-    from snapreport.webhooks.targets import TargetCheck
+    from snapreport.webhooks.sender import Poster, WebhookSender, build_session
+    from snapreport.webhooks.targets import CachedResolver, TargetCheck
 
     s = app.settings
     o = s.outbox
     store = SqlOutboxStore(engine, clock=clock)
-    webhook_client = build_client()
-    stack.push_async_callback(webhook_client.aclose)
+    webhook_targets = TargetCheck(allow_private=s.webhooks.allow_private, resolver=CachedResolver())
+    webhook_client = build_session(webhook_targets)
+    stack.push_async_callback(webhook_client.close)
     handlers: list[tuple[str, OutboxHandler]] = [
         # every member, lead and dispatcher of the rules file is a WeCom user (API.md)
         (
@@ -376,6 +378,7 @@ async def start_outbox(
                 wecom=s.wecom.enabled,
                 staff_on_wecom=app.rules.staff(),
                 also=[fan_out],
+                parallel=store.parallel_writes,
                 clock=clock,
             ),
         ),
@@ -385,7 +388,7 @@ async def start_outbox(
             WebhookSender(
                 engine,
                 Poster(
-                    TargetCheck(allow_private=s.webhooks.allow_private),
+                    webhook_targets,
                     webhook_client,
                     # within the handler's own timeout, so that the attempt is recorded
                     timeout_seconds=min(
@@ -420,6 +423,9 @@ async def start_outbox(
     )
     worker.start()
     stack.push_async_callback(worker.aclose)
+    cleanup = WebhookCleanup(engine, keep_days=s.webhooks.keep_days, clock=clock)
+    cleanup.start()
+    stack.push_async_callback(cleanup.aclose)
 
 
 async def _wecom_notifier(app: App, stack: AsyncExitStack) -> OutboxHandler:

@@ -239,6 +239,8 @@ class WebhooksSettings(BaseModel):
     allow_private: bool = False  # targets on private, loopback, link-local addresses
     timeout_seconds: float = Field(15.0, gt=0, le=60)
     max_endpoints: int = Field(100, ge=1, le=1000)
+    # the delivery log and sent messages are kept this long; longer than the retry schedule
+    keep_days: int = Field(30, ge=2, le=3650)
 
 
 class LiveSettings(BaseModel):

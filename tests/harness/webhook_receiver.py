@@ -1,6 +1,7 @@
 """A webhook receiver for tests: a real HTTP server on 127.0.0.1 (an ephemeral port) that
 records every POST and answers with the statuses it is told to, in turn (200 once they run
-out). Verification is the tests' business, with the reference libraries."""
+out), or holds its answers while ``answering`` is cleared. Verification is the tests'
+business, with the reference libraries."""
 
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ class Receiver:
         self.received: list[Received] = []
         self.statuses: list[int] = []
         self.headers_for: Callable[[int], dict[str, str]] = lambda status: {}
+        self.answering = asyncio.Event()  # cleared: requests are recorded, then held unanswered
+        self.answering.set()
         self._arrived = asyncio.Condition()
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -63,6 +66,7 @@ class Receiver:
                 Received(request.path, {k.lower(): v for k, v in request.headers.items()}, body)
             )
             self._arrived.notify_all()
+        await self.answering.wait()
         status = self.statuses.pop(0) if self.statuses else 200
         return web.Response(
             status=status, text=f"answer {status}", headers=self.headers_for(status)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from tests.harness.postgres_server import fresh_database, start_postgres
 from tests.integration.http_kit import jpeg_bytes, running
-from tests.integration.open311_kit import API_KEY, open311_settings
+from tests.integration.open311_kit import API_KEY, open311_settings, xml_records
 
 BASE = "/open311/v2"
 
@@ -71,3 +71,41 @@ async def test_two_workers_file_a_retried_request_once_and_serve_each_others_lin
     assert record["service_request_id"] == answers[0].json()[0]["service_request_id"]
     assert served.status_code == 200
     assert served.headers["content-type"] == "image/jpeg"
+
+
+async def test_a_retry_whose_first_answer_was_lost_gets_the_same_order_from_the_database(
+    tmp_path: Path,
+) -> None:
+    # the first process filed the request and died: its key-value store (memory) and the
+    # answer kept there are gone; the retry reaches another process on the same database
+    settings = open311_settings(tmp_path)
+    form = {"api_key": API_KEY, "service_code": "漏水", "address_string": "B区 车库"}
+    photo = ("leak.jpg", jpeg_bytes(), "image/jpeg")
+    retry = {"Idempotency-Key": "lost-answer-7"}
+    async with running(settings) as first:
+        filed = await first.client.post(
+            f"{BASE}/requests.json", data=form, files={"media": photo}, headers=retry
+        )
+    photos_after_first = _files(tmp_path / "media")
+    async with running(settings) as second:
+        again = await second.client.post(
+            f"{BASE}/requests.xml", data=form, files={"media": photo}, headers=retry
+        )
+        fresh = await second.client.post(
+            f"{BASE}/requests.json", data=form, headers={"Idempotency-Key": "another-one"}
+        )
+        listed = (await second.client.get(f"{BASE}/requests.json")).json()
+    assert filed.status_code == again.status_code == fresh.status_code == 200
+    number = filed.json()[0]["service_request_id"]
+    [record] = xml_records(again.content, "service_requests", "request")
+    assert record["service_request_id"] == number
+    assert fresh.json()[0]["service_request_id"] != number
+    assert sorted(r["service_request_id"] for r in listed) == sorted(
+        [number, fresh.json()[0]["service_request_id"]]
+    )
+    assert photos_after_first  # the first request's photo was stored...
+    assert _files(tmp_path / "media") == photos_after_first  # ...and the retry's was not
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())

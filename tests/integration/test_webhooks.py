@@ -1,7 +1,8 @@
 """Webhooks end to end: the admin API, order changes fanned out through the outbox to a local
 receiver, signatures verified with the specification's reference library and Svix's, the
 retry schedule on an injected clock, rotation, redelivery, the delivery log, disabling after
-five days of failures, and target checks when subscribing and again when sending."""
+five days of failures and enabling again, the clean-up of old log rows and messages, and
+target checks when subscribing and again when sending."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from svix.webhooks import Webhook as SvixWebhook
 
+from snapreport.orders.repository import SqlOrderRepository
+from snapreport.webhooks.cleanup import WebhookCleanup
 from tests.harness.clock import FakeClock
 from tests.harness.webhook_receiver import Receiver, signed_by, webhook_receiver
 from tests.integration.http_kit import (
@@ -302,6 +305,92 @@ async def test_an_endpoint_failing_for_five_days_is_disabled(
         await wait_for_log(run.client, witness["id"], 2)
         assert len(await deliveries(run.client, failing["id"])) == 3
         assert len(receiver.received) == 3
+
+
+async def test_a_disabled_endpoint_is_enabled_again_with_its_failure_clock_reset(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    clock = FakeClock(time.time())
+    receiver.statuses = [500] * 3
+    async with serve(tmp_path, clock) as run:
+        hook = await subscribe(run.client, receiver.url + "/hook", ["order.created"])
+        await new_order(run.client, "B1")
+        await wait_for_log(run.client, hook["id"], 1)
+        clock.advance(4 * 86400)
+        await wait_for_log(run.client, hook["id"], 2)
+        clock.advance(86400)
+        await wait_for_log(run.client, hook["id"], 3)
+        assert (await _webhook(run.client, hook["id"]))["disabled"] is True
+
+        skipped = await new_order(run.client, "B2")  # not fanned out to a disabled endpoint
+        async with asyncio.timeout(WAIT_SECONDS):  # its fan-out ran (with its notifications)
+            while skipped not in [
+                n.order_number for n in await run.ctx.notifications.list("lisi", after=0, limit=50)
+            ]:
+                await asyncio.sleep(0.02)
+        staff = {**bearer(API_TOKEN), "X-Acting-User": "lisi"}
+        refused = await run.client.post(f"/api/v1/webhooks/{hook['id']}/enable", headers=staff)
+        assert refused.status_code == 403
+        enabled = await run.client.post(f"/api/v1/webhooks/{hook['id']}/enable", headers=ADMIN)
+        assert enabled.status_code == 200, enabled.text
+        body = enabled.json()
+        assert body["id"] == hook["id"]
+        assert body["disabled"] is False
+        assert body["disabled_at"] is None
+        assert body["failing_since"] is None
+        assert await _webhook(run.client, hook["id"]) == body
+
+        number = await new_order(run.client, "B3")
+        got = await receiver.wait_for(4)
+        assert json.loads(got[-1].body)["data"]["number"] == number
+        log = await wait_for_log(run.client, hook["id"], 4)
+        assert log[0]["status_code"] == 200
+        assert len(receiver.received) == 4  # B2 was never sent
+
+        missing = await run.client.post("/api/v1/webhooks/ep_nope/enable", headers=ADMIN)
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "webhook_not_found"
+
+
+async def test_old_log_rows_and_messages_are_cleaned_up_by_age(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    clock = FakeClock(time.time())
+    async with serve(tmp_path, clock) as run:
+        hook = await subscribe(run.client, receiver.url + "/hook", ["order.created"])
+        await new_order(run.client, "B1")
+        (old,) = await wait_for_log(run.client, hook["id"], 1)
+
+        clock.advance(31 * 86400)
+        # the old message, sent again today, keeps its message; its old log row goes
+        redelivered = await run.client.post(
+            f"/api/v1/webhooks/{hook['id']}/deliveries/{old['delivery_id']}/redeliver",
+            headers=ADMIN,
+        )
+        assert redelivered.status_code == 202, redelivered.text
+        await new_order(run.client, "B2")
+        await wait_for_log(run.client, hook["id"], 3)
+
+        repo = await SqlOrderRepository.connect(str(run.ctx.settings.orders.url))
+        try:
+            cleanup = WebhookCleanup(repo.engine, keep_days=30, clock=clock)
+            assert await cleanup.run_once() == (1, 0)
+            log = await deliveries(run.client, hook["id"])
+            assert [e["delivery_id"] for e in log if e["delivery_id"] == old["delivery_id"]] == []
+            assert [e["message_id"] for e in log].count(old["message_id"]) == 1
+            assert await cleanup.run_once() == (0, 0)  # nothing more is old
+
+            clock.advance(31 * 86400)
+            assert await cleanup.run_once() == (2, 2)
+            assert await deliveries(run.client, hook["id"]) == []
+            # a redelivery of a cleaned-up delivery is refused, naming it
+            gone = await run.client.post(
+                f"/api/v1/webhooks/{hook['id']}/deliveries/{old['delivery_id']}/redeliver",
+                headers=ADMIN,
+            )
+            assert gone.status_code == 404
+        finally:
+            await repo.aclose()
 
 
 async def test_unsafe_targets_are_refused_when_subscribing(tmp_path: Path) -> None:

@@ -1,20 +1,24 @@
 """Webhook targets and signatures: which addresses are refused, a name that resolves
-differently at send time, and our signatures against the reference library's."""
+differently at send time or when the client connects, the short-lived lookup cache, and our
+signatures against the reference library's."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-import httpx
 import pytest
+from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from snapreport.errors import WebhookUrlRefused
-from snapreport.webhooks.sender import Poster
+from snapreport.webhooks.sender import Outcome, Poster, build_session
 from snapreport.webhooks.signing import new_secret, signature, signature_header
-from snapreport.webhooks.targets import TargetCheck, refusal
+from snapreport.webhooks.targets import CachedResolver, TargetCheck, refusal
+from tests.harness.clock import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -42,51 +46,132 @@ def test_addresses(address: str, why: str | None) -> None:
 
 
 class Flipping:
-    """A resolver whose answer changes between the subscription and the send (DNS rebinding)."""
+    """A resolver whose answer changes from one lookup to the next (DNS rebinding)."""
 
     def __init__(self, *answers: Sequence[str]) -> None:
         self.answers = list(answers)
+        self.lookups = 0
 
     async def __call__(self, host: str, port: int) -> Sequence[str]:
-        return self.answers.pop(0)
+        self.lookups += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+@asynccontextmanager
+async def local_server() -> AsyncIterator[tuple[int, list[web.Request]]]:
+    """An HTTP server on 127.0.0.1 answering 204, and the requests it got."""
+    seen: list[web.Request] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1], seen
+    finally:
+        await runner.cleanup()
+
+
+async def post(targets: TargetCheck, url: str) -> Outcome:
+    session = build_session(targets)
+    try:
+        return await Poster(targets, session, timeout_seconds=5).send(url, b"{}", {})
+    finally:
+        await session.close()
 
 
 async def test_a_name_that_resolves_privately_at_send_time_is_not_contacted() -> None:
     resolver = Flipping(["93.184.216.34"], ["127.0.0.1"])
     targets = TargetCheck(allow_private=False, resolver=resolver)
     checked = await targets.check("https://hooks.example.com/in")
-    assert checked.address == "93.184.216.34"
+    assert checked.addresses == ("93.184.216.34",)
 
-    def refuse_any_request(request: httpx.Request) -> httpx.Response:
-        raise AssertionError(f"a request was made to {request.url}")
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse_any_request)) as client:
-        outcome = await Poster(targets, client, timeout_seconds=1).send(
-            "https://hooks.example.com/in", b"{}", {}
-        )
+    outcome = await post(targets, "https://hooks.example.com/in")
     assert not outcome.ok
     assert outcome.status_code is None
     assert outcome.error is not None
     assert outcome.error.startswith("refused (private_address)")
 
 
-async def test_the_request_goes_to_the_checked_address_with_the_name_in_host_and_sni() -> None:
-    targets = TargetCheck(allow_private=False, resolver=Flipping(["93.184.216.34"]))
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204, stream=httpx.ByteStream(b""))
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        outcome = await Poster(targets, client, timeout_seconds=1).send(
-            "https://hooks.example.com:8443/in?x=1", b"{}", {}
+async def test_a_name_that_rebinds_between_the_check_and_the_connection_is_not_contacted() -> None:
+    async with local_server() as (port, seen):
+        # the check before the send sees a public address; the client's own lookup, made
+        # when it connects, sees the loopback one: the connection is refused, not made
+        resolver = Flipping(["93.184.216.34"], ["127.0.0.1"])
+        outcome = await post(
+            TargetCheck(allow_private=False, resolver=resolver), f"http://rebind.test:{port}/in"
         )
-    assert outcome.ok
+    assert resolver.lookups == 2
+    assert outcome.error is not None
+    assert outcome.error.startswith("refused (private_address)"), outcome.error
+    assert seen == []
+
+
+async def test_the_request_goes_to_the_checked_address_with_the_name_in_host() -> None:
+    async with local_server() as (port, seen):
+        resolver = Flipping(["127.0.0.1"])
+        outcome = await post(
+            TargetCheck(allow_private=True, resolver=resolver), f"http://hooks.test:{port}/in?x=1"
+        )
+    assert outcome.ok, outcome.error
+    assert outcome.status_code == 204
     (request,) = seen
-    assert str(request.url) == "https://93.184.216.34:8443/in?x=1"
-    assert request.headers["host"] == "hooks.example.com:8443"
-    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    assert request.host == f"hooks.test:{port}"
+    assert request.path_qs == "/in?x=1"
+
+
+async def test_lookups_are_shared_and_kept_briefly() -> None:
+    clock = FakeClock(100.0)
+    release = asyncio.Event()
+    answers = ["93.184.216.34"]
+    lookups: list[str] = []
+
+    async def slow(host: str, port: int) -> Sequence[str]:
+        lookups.append(host)
+        await release.wait()
+        return list(answers)
+
+    cached = CachedResolver(slow, ttl_seconds=5, clock=clock)
+    waiting = [asyncio.create_task(cached("a.example", 443)) for _ in range(10)]
+    while not lookups:
+        await asyncio.sleep(0)
+    release.set()
+    assert {tuple(a) for a in await asyncio.gather(*waiting)} == {("93.184.216.34",)}
+    assert lookups == ["a.example"]  # ten callers, one lookup
+
+    answers[:] = ["127.0.0.1"]
+    clock.advance(4.9)
+    assert list(await cached("a.example", 443)) == ["93.184.216.34"]
+    clock.advance(0.2)  # the answer expired: looked up again, the new address seen
+    assert list(await cached("a.example", 443)) == ["127.0.0.1"]
+    assert lookups == ["a.example", "a.example"]
+    # and the check still refuses it
+    targets = TargetCheck(allow_private=False, resolver=cached)
+    with pytest.raises(WebhookUrlRefused) as refused:
+        await targets.check("https://a.example/hook")
+    assert refused.value.reason == "private_address"
+
+
+async def test_a_failed_lookup_is_not_kept() -> None:
+    calls = 0
+
+    async def flaky(host: str, port: int) -> Sequence[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("temporary failure in name resolution")
+        return ["93.184.216.34"]
+
+    cached = CachedResolver(flaky, ttl_seconds=60, clock=FakeClock())
+    with pytest.raises(OSError, match="temporary failure"):
+        await cached("b.example", 443)
+    assert list(await cached("b.example", 443)) == ["93.184.216.34"]
+    assert calls == 2
 
 
 async def test_an_unresolvable_name_is_refused() -> None:

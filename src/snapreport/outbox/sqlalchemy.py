@@ -19,10 +19,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import msgspec
-from sqlalchemy import and_, delete, event, func, select, tuple_, update
+from sqlalchemy import Table, and_, delete, event, func, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -45,6 +45,9 @@ Clock = Callable[[], float]
 
 ENQUEUED = "snapreport.outbox.enqueued"
 MAX_ERROR_LENGTH = 2000
+
+
+POSTGRES_PARALLEL_WRITES = 4
 
 
 def encode_payload(message: OutboxMessage) -> str:
@@ -81,6 +84,30 @@ def enqueue(session: AsyncSession, *messages: OutboxMessage, now: datetime | Non
             )
         )
     if messages:
+        session.sync_session.info[ENQUEUED] = True
+
+
+async def enqueue_many(
+    session: AsyncSession, messages: Sequence[OutboxMessage], *, now: datetime
+) -> None:
+    """``enqueue`` for many messages at once, as one multi-row insert (no ORM objects): for
+    handlers that enqueue a round's worth in one transaction."""
+    rows = [
+        {
+            "topic": message.topic,
+            "payload": encode_payload(message),
+            "status": "pending",
+            "attempts": 0,
+            "due_at": message.due_at or now,
+            "created_at": now,
+        }
+        for message in messages
+    ]
+    if rows:
+        # RETURNING makes it one statement a page (SQLAlchemy's "insertmanyvalues")
+        await session.execute(
+            insert(cast(Table, OutboxRow.__table__)).returning(OutboxRow.id), rows
+        )
         session.sync_session.info[ENQUEUED] = True
 
 
@@ -164,6 +191,26 @@ async def complete_in(session: AsyncSession, job: OutboxJob) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def complete_held_in(session: AsyncSession, jobs: Sequence[OutboxJob]) -> set[int]:
+    """``complete_in`` for many jobs in one statement: the ids of those whose claim still
+    held (and that are now deleted); the caller writes nothing for the others."""
+    if not jobs:
+        return set()
+    result = await session.execute(
+        delete(OutboxRow)
+        .where(tuple_(OutboxRow.id, OutboxRow.attempts).in_([(j.id, j.attempt) for j in jobs]))
+        .returning(OutboxRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars().all())
+
+
+def parallel_writes(engine: AsyncEngine) -> int:
+    """Group-commit flushes worth running at once: PostgreSQL commits concurrent transactions
+    side by side; SQLite's writers take turns at its one write lock, so one."""
+    return POSTGRES_PARALLEL_WRITES if engine.dialect.name == "postgresql" else 1
+
+
 class SqlOutboxStore:
     """The ``OutboxStore`` port on the orders engine (SQLite or PostgreSQL)."""
 
@@ -173,6 +220,11 @@ class SqlOutboxStore:
         self._postgres = engine.dialect.name == "postgresql"
         self._reads = async_sessionmaker(engine, expire_on_commit=False)
         self._writes = async_sessionmaker(writer(engine), expire_on_commit=False)
+
+    @property
+    def parallel_writes(self) -> int:
+        """How many group-commit flushes are worth running at once on this database."""
+        return parallel_writes(self._engine)
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:

@@ -68,6 +68,11 @@ class Routes:
             key=lambda item: -len(item[0]),
         )
 
+    def completes_itself(self, topic: str) -> bool:
+        """True when the topic's handler deletes its job in its own transaction (it says so
+        with a true ``completes_own_jobs`` attribute): the worker then has nothing to do."""
+        return bool(getattr(self.handler_for(topic), "completes_own_jobs", False))
+
     def handler_for(self, topic: str) -> OutboxHandler | None:
         handler = self._exact.get(topic)
         if handler is not None:
@@ -146,7 +151,10 @@ class OutboxWorker:
         outcomes = await asyncio.gather(*(self._deliver(job) for job in jobs))
         delivered = [job for job, failure in zip(jobs, outcomes, strict=True) if failure is None]
         failures = [failure for failure in outcomes if failure is not None]
-        await self._store.complete(delivered)
+        # a handler that completed its job itself (``complete_in``) leaves nothing to delete
+        await self._store.complete(
+            [job for job in delivered if not self._routes.completes_itself(job.topic)]
+        )
         await self._store.fail(failures)
         if self._observer is not None:
             now = self._clock()

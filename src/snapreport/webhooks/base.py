@@ -82,6 +82,11 @@ class WebhookStore(Protocol):
         """Delete an endpoint, its messages and its log; ``WebhookNotFound`` if none."""
         ...
 
+    async def enable(self, endpoint_id: str) -> Endpoint:
+        """Enable an endpoint again (disabled or not) and reset its failure clock: the five
+        days before disabling count from its next failure."""
+        ...
+
     async def rotate_secret(self, endpoint_id: str) -> str:
         """A new secret; the current one keeps signing beside it for ``ROTATION_OVERLAP``."""
         ...

@@ -8,7 +8,6 @@ carries both signatures, space-separated (receivers accept any one that verifies
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ def _key(secret: str) -> bytes:
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,<base64>`` signature of the message with ``secret``."""
     content = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_key(secret), content, hashlib.sha256).digest()
+    digest = hmac.digest(_key(secret), content, "sha256")  # the one-shot C path
     return "v1," + base64.b64encode(digest).decode()
 
 

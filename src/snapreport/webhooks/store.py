@@ -7,12 +7,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from snapreport.errors import Conflict, InvalidInput, WebhookNotFound
+from snapreport.logs import get_logger
 from snapreport.orders.database import writer
 from snapreport.outbox.base import OutboxMessage
 from snapreport.outbox.sqlalchemy import enqueue, store_guard
@@ -29,9 +31,10 @@ from snapreport.webhooks.tables import (
     MAX_DESCRIPTION_LENGTH,
     WebhookAttemptRow,
     WebhookEndpointRow,
-    WebhookMessageRow,
 )
 from snapreport.webhooks.targets import TargetCheck
+
+log = get_logger("snapreport.webhooks")
 
 Clock = Callable[[], float]
 
@@ -146,6 +149,17 @@ class SqlWebhooks:
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise WebhookNotFound(f"no webhook {endpoint_id!r}")
 
+    async def enable(self, endpoint_id: str) -> Endpoint:
+        async with self._write("enabling a webhook") as session:
+            row = await session.get(WebhookEndpointRow, endpoint_id, with_for_update=True)
+            if row is None:
+                raise WebhookNotFound(f"no webhook {endpoint_id!r}")
+            if row.disabled_at is not None:
+                log.info("webhook_endpoint_enabled", endpoint_id=endpoint_id)
+            row.disabled_at = None
+            row.failing_since = None
+            return endpoint_of(row)
+
     async def rotate_secret(self, endpoint_id: str) -> str:
         secret = new_secret()
         async with self._write("rotating a webhook secret") as session:
@@ -202,12 +216,12 @@ class SqlWebhooks:
             return row.message_id
 
 
-def message_row(endpoint_id: str, event_type: str, body: bytes, now: datetime) -> WebhookMessageRow:
-    """A new message for one endpoint, with its webhook-id."""
-    return WebhookMessageRow(
-        id="msg_" + secrets.token_hex(16),
-        endpoint_id=endpoint_id,
-        event_type=event_type,
-        body=body.decode(),
-        created_at=now,
-    )
+def message_row(endpoint_id: str, event_type: str, body: str, now: datetime) -> dict[str, Any]:
+    """A new message for one endpoint, with its webhook-id (a ``webhook_messages`` row)."""
+    return {
+        "id": "msg_" + secrets.token_hex(16),
+        "endpoint_id": endpoint_id,
+        "event_type": event_type,
+        "body": body,
+        "created_at": now,
+    }

@@ -44,7 +44,10 @@ class WebhookMessageRow(Base):
     """One order event for one endpoint: its webhook-id and the body every attempt sends."""
 
     __tablename__ = "webhook_messages"
-    __table_args__ = (Index("ix_webhook_messages_endpoint_id", "endpoint_id"),)
+    __table_args__ = (
+        Index("ix_webhook_messages_endpoint_id", "endpoint_id"),
+        Index("ix_webhook_messages_created_at", "created_at"),  # clean-up by age
+    )
 
     id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH), primary_key=True)
     endpoint_id: Mapped[str] = mapped_column(
@@ -61,6 +64,8 @@ class WebhookAttemptRow(Base):
     __tablename__ = "webhook_attempts"
     __table_args__ = (
         Index("ix_webhook_attempts_endpoint_id_id", "endpoint_id", "id"),
+        Index("ix_webhook_attempts_message_id", "message_id"),  # redelivery, clean-up
+        Index("ix_webhook_attempts_at", "at"),  # clean-up by age
         {"sqlite_autoincrement": True},
     )
 

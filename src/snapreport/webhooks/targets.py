@@ -2,9 +2,14 @@
 
 A target is an http(s) URL without credentials whose host resolves only to public addresses:
 private, loopback, link-local, multicast, reserved and unspecified ones (and IPv4 ones mapped
-into IPv6) are refused unless private targets are allowed. At send time the request goes to the
-address that was checked (the host name stays in ``Host`` and TLS SNI), so a name that resolves
-differently a moment later cannot redirect it; redirects are never followed.
+into IPv6) are refused unless private targets are allowed. At send time the URL is checked
+again, and the HTTP client resolves through the same check (``sender.CheckedResolver``): every
+connection goes to an address that passed it, so a name that resolves differently a moment
+later cannot redirect a request; redirects are never followed.
+
+The sender resolves through ``CachedResolver``: a host's addresses are looked up once per
+``RESOLVE_CACHE_SECONDS`` (concurrent sends to it share the lookup), and every send checks the
+addresses it uses again, so the rule above holds for each request.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -21,17 +27,19 @@ from snapreport.webhooks.tables import MAX_URL_LENGTH
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 RESOLVE_TIMEOUT_SECONDS = 5.0
+RESOLVE_CACHE_SECONDS = 5.0
+MAX_CACHED_HOSTS = 1000
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A checked target: the URL, its host and port, and the address to connect to."""
+    """A checked target: the URL, its host and port, and the addresses to connect to."""
 
     url: str
     host: str
     port: int
-    address: str
+    addresses: tuple[str, ...]
 
 
 async def system_resolver(host: str, port: int) -> Sequence[str]:
@@ -40,6 +48,44 @@ async def system_resolver(host: str, port: int) -> Sequence[str]:
     async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
+
+
+class CachedResolver:
+    """``resolver``'s answers kept for ``ttl_seconds`` per (host, port), at most
+    ``MAX_CACHED_HOSTS`` of them; a failed lookup is not kept."""
+
+    def __init__(
+        self,
+        resolver: Resolver = system_resolver,
+        *,
+        ttl_seconds: float = RESOLVE_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._resolver = resolver
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._answers: dict[tuple[str, int], tuple[float, asyncio.Future[Sequence[str]]]] = {}
+
+    async def __call__(self, host: str, port: int) -> Sequence[str]:
+        key = (host, port)
+        now = self._clock()
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] > now:
+            return await asyncio.shield(cached[1])
+        if len(self._answers) >= MAX_CACHED_HOSTS:
+            self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+            if len(self._answers) >= MAX_CACHED_HOSTS:
+                self._answers.clear()
+        lookup = asyncio.ensure_future(self._resolver(host, port))
+        self._answers[key] = (now + self._ttl, lookup)
+        lookup.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(lookup)
+
+    def _settled(self, key: tuple[str, int], lookup: asyncio.Future[Sequence[str]]) -> None:
+        if lookup.cancelled() or lookup.exception() is not None:
+            cached = self._answers.get(key)
+            if cached is not None and cached[1] is lookup:
+                del self._answers[key]
 
 
 def parse(url: str) -> tuple[str, int]:
@@ -91,17 +137,22 @@ class TargetCheck:
     async def check(self, url: str) -> Target:
         """The target to connect to, or ``WebhookUrlRefused`` naming why not."""
         host, port = parse(url)
+        return Target(url=url, host=host, port=port, addresses=await self.addresses(host, port))
+
+    async def addresses(self, host: str, port: int) -> tuple[str, ...]:
+        """The addresses ``host`` resolves to, every one of them allowed; else
+        ``WebhookUrlRefused`` naming why not."""
         try:
-            found = await self._resolver(host, port)
+            found = tuple(await self._resolver(host, port))
         except (OSError, TimeoutError) as exc:
             raise WebhookUrlRefused(
                 f"the host {host!r} does not resolve: {exc}", reason="unresolvable"
             ) from exc
-        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
-        if not addresses:
+        if not found:
             raise WebhookUrlRefused(f"the host {host!r} does not resolve", reason="unresolvable")
         if not self._allow_private:
-            for address in addresses:
+            for text in found:
+                address = ipaddress.ip_address(text.split("%", 1)[0])
                 why = refusal(address)
                 if why is not None:
                     raise WebhookUrlRefused(
@@ -110,4 +161,4 @@ class TargetCheck:
                         "allows others)",
                         reason="private_address",
                     )
-        return Target(url=url, host=host, port=port, address=str(addresses[0]))
+        return found

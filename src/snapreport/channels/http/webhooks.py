@@ -95,6 +95,16 @@ async def delete_webhook(
     return WebhookDeleted(id=endpoint_id, deleted=True)
 
 
+@router.post("/api/v1/webhooks/{endpoint_id}/enable", response_model=WebhookOut, responses=_ERRORS)
+async def enable_webhook(
+    endpoint_id: EndpointId, state: State, caller: CurrentCaller
+) -> WebhookOut:
+    """Enable a subscription again (after five days of failures disabled it) and reset its
+    failure clock; changes made while it was disabled are not sent."""
+    check_admin(caller.roles, WHAT)
+    return _out(await state.app.webhooks.enable(endpoint_id))
+
+
 @router.post(
     "/api/v1/webhooks/{endpoint_id}/rotate-secret",
     response_model=WebhookCreated,

@@ -21,7 +21,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from snapreport.channels.open311.views import MEDIA_URL_LINE
 from snapreport.errors import InvalidInput, UnknownService
-from snapreport.orders.base import NewReport
+from snapreport.orders.base import MessageKey, NewReport
 
 MAX_DESCRIPTION_CHARS: Final = 4000  # the specification's limit
 MAX_ADDRESS_CHARS: Final = 500
@@ -48,7 +48,7 @@ class Submission:
     account_id: str | None
     media: UploadFile | None
 
-    def report(self, image_key: str | None) -> NewReport:
+    def report(self, image_key: str | None, message: MessageKey | None = None) -> NewReport:
         return NewReport(
             reporter=self.reporter,
             alarm_type=self.service_code,
@@ -58,6 +58,7 @@ class Submission:
             source=SOURCE,
             latitude=self.latitude,
             longitude=self.longitude,
+            message=message,
         )
 
 

@@ -29,7 +29,7 @@ from snapreport.channels.http.errors import public_message
 from snapreport.channels.http.state import HttpState
 from snapreport.channels.open311 import intake, search, views
 from snapreport.channels.open311.documents import Format, Node, answer, encode, render
-from snapreport.channels.open311.intake import Submission
+from snapreport.channels.open311.intake import SOURCE, Submission
 from snapreport.channels.open311.parts import Open311Parts
 from snapreport.errors import (
     DecoderBusy,
@@ -41,7 +41,7 @@ from snapreport.errors import (
 )
 from snapreport.logs import get_logger
 from snapreport.media.metadata import strip_metadata
-from snapreport.orders.base import Order
+from snapreport.orders.base import MessageKey, Order
 
 log = get_logger("snapreport.open311")
 
@@ -120,10 +120,12 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
                 key = open311.keys.check(in_form if isinstance(in_form, str) else None)
             submission = intake.parse(form, tuple(ctx.settings.alarm_types))
 
-            async def file() -> bytes:
-                return await _file(fmt_, state, open311, submission)
-
             retry_key = request.headers.get("idempotency-key")
+            message = None if retry_key is None else retry_message(key, retry_key)
+
+            async def file() -> bytes:
+                return await _file(fmt_, state, open311, submission, message)
+
             if retry_key is None:
                 body = await file()
             else:
@@ -184,24 +186,34 @@ def create_open311_app(state_of: StateOf) -> FastAPI:
 
 
 async def _file(
-    fmt: Format, state: HttpState, open311: Open311Parts, submission: Submission
+    fmt: Format,
+    state: HttpState,
+    open311: Open311Parts,
+    submission: Submission,
+    message: MessageKey | None,
 ) -> bytes:
     """File ``submission`` (its photo checked by the decoder and stored first) and encode
-    the answer."""
+    the answer. With ``message`` (a client's Idempotency-Key), the order records it in the
+    database: a retry whose first answer was lost (the key-value store's copy included)
+    answers with that first order, and stores no second photo."""
     ctx = state.app
-    image_key = None
-    if submission.media is not None:
-        data = await _read(submission.media, ctx.settings.media.max_bytes)
-        checked = await state.decoder.check(data)
-        declared = submission.media.content_type
-        image_key = (await ctx.media.put_image(checked.image, declared_mime=declared)).key
-    order = await ctx.dispatch.create(submission.report(image_key))
+    filed = None if message is None else await ctx.dispatch.written_by(message)
+    if filed is not None:
+        order = filed[1]
+    else:
+        image_key = None
+        if submission.media is not None:
+            data = await _read(submission.media, ctx.settings.media.max_bytes)
+            checked = await state.decoder.check(data)
+            declared = submission.media.content_type
+            image_key = (await ctx.media.put_image(checked.image, declared_mime=declared)).key
+        order = await ctx.dispatch.create(submission.report(image_key, message))
     log.info(
         "open311_request_filed",
         number=order.number,
         service_code=order.alarm_type,
         team=order.team,
-        photo=image_key is not None,
+        photo=order.image_key is not None,
     )
     team = views.team_name(ctx.rules, order.team)
     notice = (
@@ -220,10 +232,24 @@ async def _file(
 def idempotency_scope(api_key: str, fmt: Format, retry_key: str) -> str:
     """Whose retries ``retry_key`` names: one client (by its key) asking for one format. The
     ``/`` keeps it apart from every chat user id, which cannot contain one."""
+    _check_retry_key(retry_key)
+    return f"open311/{_client(api_key)}/{fmt}"
+
+
+def retry_message(api_key: str, retry_key: str) -> MessageKey:
+    """The order source a request with ``retry_key`` records: channel "open311", the client
+    (by a digest of its key, never the key) and the key, whatever the format asked for."""
+    _check_retry_key(retry_key)
+    return MessageKey(SOURCE, _client(api_key), retry_key)
+
+
+def _client(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def _check_retry_key(retry_key: str) -> None:
     if not _RETRY_KEY.fullmatch(retry_key):
         raise InvalidInput("Idempotency-Key must be 1 to 128 of A-Z a-z 0-9 _ . : -")
-    client = hashlib.sha256(api_key.encode()).hexdigest()[:16]
-    return f"open311/{client}/{fmt}"
 
 
 def _format(fmt: str) -> Format:
