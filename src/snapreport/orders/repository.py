@@ -21,10 +21,22 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Protocol, cast
+from functools import partial
+from typing import Any, Protocol, cast
 
 from alembic.util.exc import CommandError
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text, union, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    any_,
+    func,
+    or_,
+    select,
+    text,
+    union,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -76,6 +88,7 @@ from snapreport.orders.tables import (
     CHANNEL_LENGTH,
     MEDIA_KEY_LENGTH,
     MESSAGE_ID_LENGTH,
+    SEARCH_INDEXES,
     TEAM_ID_LENGTH,
     USER_ID_LENGTH,
     AlarmPhotoRow,
@@ -108,6 +121,9 @@ MAX_LIST_LIMIT = 1000
 MAX_DUPLICATE_ALARMS = 200
 # an offset walks the skipped rows: bounded, so a deep page costs at most this many
 MAX_OFFSET = 100_000
+# Text search on PostgreSQL with pg_trgm: up to this many matches are listed from their ids.
+FEW_TEXT_MATCHES = 1000
+TRIGRAM = 3
 _LIMITS = {
     "reporter": USER_ID_LENGTH,
     "assignee": USER_ID_LENGTH,
@@ -215,12 +231,19 @@ def _check_report_photos(report: NewReport) -> None:
         raise InvalidInput(f"a report has at most {MAX_ORDER_PHOTOS} photos")
 
 
-def _involving(user_id: str) -> ColumnElement[bool]:
-    """The user reported the order, is assigned to it, or their report was merged into it."""
-    merged = select(AlsoReportedRow.id).where(
-        AlsoReportedRow.order_id == WorkOrderRow.id, AlsoReportedRow.user_id == user_id
+def _involving(user_id: str, postgres: bool) -> ColumnElement[bool]:
+    """The user reported the order, is assigned to it, or their report was merged into it.
+
+    The merged orders are an uncorrelated id list: on PostgreSQL ``id = ANY(ARRAY(...))``, which
+    joins the reporter and assignee indexes in one bitmap (a correlated EXISTS would be checked
+    row by row); on SQLite ``id IN (...)``."""
+    merged = select(AlsoReportedRow.order_id).where(AlsoReportedRow.user_id == user_id)
+    merged_into = (
+        WorkOrderRow.id == any_(func.array(merged.scalar_subquery()))
+        if postgres
+        else WorkOrderRow.id.in_(merged)
     )
-    return or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id, merged.exists())
+    return or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id, merged_into)
 
 
 def _same(column: InstrumentedAttribute[str | None], value: str | None) -> ColumnElement[bool]:
@@ -242,13 +265,40 @@ def _escalation_due(level: int, now: datetime) -> ColumnElement[bool]:
     return and_(WorkOrderRow.status.in_(ACTIVE_STATUSES), WorkOrderRow.due_resolve_at <= now)
 
 
-def _seen_by(user_id: str, teams: frozenset[str]) -> ColumnElement[bool]:
+def _seen_by(user_id: str, teams: frozenset[str], *, postgres: bool) -> ColumnElement[bool]:
     """What one user may see: their teams' orders and those they are involved in."""
-    seen = _involving(user_id)
+    seen = _involving(user_id, postgres)
     return or_(WorkOrderRow.team.in_(sorted(teams)), seen) if teams else seen
 
 
-def _filtered(query: OrderQuery) -> Select[WorkOrderRow]:
+def _pattern(text: str) -> str:
+    return "%" + _escape_like(text.strip().casefold()) + "%"
+
+
+def _text_matches(text: str, limit: int) -> Select[Any]:
+    """Ids of the orders whose alarm's location or description, or whose number, contains
+    ``text`` (lower-cased), at most ``limit``: one id list per table, which the trigram
+    indexes build without reading the orders that do not match."""
+    pattern = _pattern(text)
+    described = select(AlarmRow.id).where(
+        or_(
+            func.lower(AlarmRow.location).like(pattern, escape="\\"),
+            func.lower(AlarmRow.description).like(pattern, escape="\\"),
+        )
+    )
+    by_alarm = select(WorkOrderRow.id).where(WorkOrderRow.alarm_id.in_(described))
+    by_number = select(WorkOrderRow.id).where(
+        func.lower(WorkOrderRow.number).like(pattern, escape="\\")
+    )
+    matched = union(by_alarm, by_number).subquery("matched")
+    return select(matched.c.id).limit(limit)
+
+
+def _filtered(
+    query: OrderQuery, *, postgres: bool, text_ids: Sequence[int] | None = None
+) -> Select[WorkOrderRow]:
+    """``query`` as a statement, newest first; ``text_ids``: the orders matching its text,
+    found beforehand (else the text is matched row by row)."""
     statement = select(WorkOrderRow)
     if query.statuses:
         statement = statement.where(WorkOrderRow.status.in_(query.statuses))
@@ -261,7 +311,8 @@ def _filtered(query: OrderQuery) -> Select[WorkOrderRow]:
             statement = statement.where(column == value)
     if query.numbers:
         statement = statement.where(WorkOrderRow.number.in_(query.numbers))
-    if query.alarm_type is not None or query.alarm_types or query.text is not None:
+    scan_text = query.text is not None and text_ids is None
+    if query.alarm_type is not None or query.alarm_types or scan_text:
         statement = statement.join(WorkOrderRow.alarm)
     if query.alarm_type is not None:
         statement = statement.where(AlarmRow.alarm_type == query.alarm_type)
@@ -271,8 +322,10 @@ def _filtered(query: OrderQuery) -> Select[WorkOrderRow]:
         statement = statement.where(WorkOrderRow.created_at >= query.created_from)
     if query.created_to is not None:
         statement = statement.where(WorkOrderRow.created_at < query.created_to)
-    if query.text is not None:
-        pattern = "%" + _escape_like(query.text.strip().casefold()) + "%"
+    if text_ids is not None:
+        statement = statement.where(WorkOrderRow.id.in_(text_ids))
+    elif query.text is not None:
+        pattern = _pattern(query.text)
         statement = statement.where(
             or_(
                 func.lower(AlarmRow.location).like(pattern, escape="\\"),
@@ -283,9 +336,9 @@ def _filtered(query: OrderQuery) -> Select[WorkOrderRow]:
     if query.overdue_at is not None:
         statement = statement.where(_overdue(query.overdue_at))
     if query.involving is not None:
-        statement = statement.where(_involving(query.involving))
+        statement = statement.where(_involving(query.involving, postgres))
     if query.visible_to is not None:
-        statement = statement.where(_seen_by(*query.visible_to))
+        statement = statement.where(_seen_by(*query.visible_to, postgres=postgres))
     if query.after_id is not None:
         statement = statement.where(WorkOrderRow.id < query.after_id)
     return statement.order_by(WorkOrderRow.id.desc())
@@ -312,6 +365,8 @@ class SqlOrderRepository:
         self._reads = async_sessionmaker(engine, expire_on_commit=False)
         self._writes = async_sessionmaker(writer(engine), expire_on_commit=False)
         self._upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._postgres = engine.dialect.name == "postgresql"
+        self._trigrams = False  # the text search indexes exist (known after ``migrate``)
 
     @classmethod
     async def connect(
@@ -351,6 +406,16 @@ class SqlOrderRepository:
                     f"orders database {self._where} cannot be migrated: {exc} "
                     "(was it created by a newer snapreport?)"
                 ) from exc
+            if self._engine.dialect.name == "postgresql":
+                async with self._engine.connect() as connection:
+                    found = await connection.scalar(
+                        select(func.count())
+                        .select_from(text("pg_indexes"))
+                        .where(
+                            text("indexname = ANY(:names)").bindparams(names=list(SEARCH_INDEXES))
+                        )
+                    )
+                self._trigrams = found == len(SEARCH_INDEXES)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -684,8 +749,10 @@ class SqlOrderRepository:
             raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}")
         if len(query.numbers) > MAX_LIST_LIMIT or len(query.alarm_types) > MAX_LIST_LIMIT:
             raise InvalidInput(f"at most {MAX_LIST_LIMIT} numbers or alarm types at once")
-        statement = _filtered(query).offset(query.offset).limit(limit + 1)
         async with self._read("listing work orders") as session:
+            text_ids = await self._few_text_matches(session, query.text)
+            statement = _filtered(query, postgres=self._postgres, text_ids=text_ids)
+            statement = statement.offset(query.offset).limit(limit + 1)
             rows = list((await session.scalars(statement)).all())
         more = len(rows) > limit
         rows = rows[:limit]
@@ -694,9 +761,22 @@ class SqlOrderRepository:
             next_cursor=str(rows[-1].id) if more and rows else None,
         )
 
+    async def _few_text_matches(
+        self, session: AsyncSession, text: str | None
+    ) -> Sequence[int] | None:
+        """The ids of every order matching ``text`` when the trigram indexes can find them and
+        they are few (then a page is sorted from them); None when there is no text, the
+        indexes are missing, the text is shorter than a trigram, or many orders match (then
+        the newest-first scan fills a page sooner). Either way the same orders match."""
+        if text is None or not self._trigrams or len(text.strip()) < TRIGRAM:
+            return None
+        statement = _text_matches(text, FEW_TEXT_MATCHES + 1)
+        ids = [int(found) for found in (await session.scalars(statement)).all()]
+        return ids if len(ids) <= FEW_TEXT_MATCHES else None
+
     async def open_orders_for(self, user_id: str) -> Sequence[Order]:
         """Open and accepted orders the user reported or is assigned to, newest first."""
-        statement = _filtered(OrderQuery(statuses=ACTIVE_STATUSES)).where(
+        statement = _filtered(OrderQuery(statuses=ACTIVE_STATUSES), postgres=self._postgres).where(
             or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id)
         )
         async with self._read("listing open work orders") as session:
@@ -709,20 +789,28 @@ class SqlOrderRepository:
         if not 1 <= query.limit <= stats_sql.MAX_LOCATIONS:
             raise InvalidInput(f"limit must be between 1 and {stats_sql.MAX_LOCATIONS}")
         dialect = self._engine.dialect.name
-        rows = stats_sql.cohort(query, _seen_by, stats_sql.minutes_between(dialect))
+        seen_by = partial(_seen_by, postgres=self._postgres)
+        rows = stats_sql.cohort(query, seen_by, dialect)
         async with self._read("computing order figures") as session:
-            counted = (await session.execute(stats_sql.counts(rows))).all()
-            medians = [
-                {
-                    row.key: row.median
-                    for row in (await session.execute(stats_sql.median(rows, name, dialect)))
-                }
-                for name in ("to_accept", "to_close")
-            ]
+            counted = (await session.execute(stats_sql.counts(rows, dialect))).all()
+            if dialect == "postgresql":
+                medians = [
+                    {row.key: getattr(row, name) for row in counted} for name in stats_sql.MEDIANS
+                ]
+            else:
+                medians = [
+                    {
+                        row.key: row.median
+                        for row in (await session.execute(stats_sql.median(rows, name, dialect)))
+                    }
+                    for name in stats_sql.MEDIANS
+                ]
             backlog = None
             if query.group_by == "day":
-                answer = await session.execute(stats_sql.daily_backlog(query, _seen_by))
-                backlog = {row.key: int(row.open_backlog) for row in answer}
+                parts = (
+                    await session.execute(stats_sql.daily_backlog(query, seen_by, dialect))
+                ).all()
+                backlog = stats_sql.running_backlog(query, parts)
         return stats_sql.merge(query, counted, medians[0], medians[1], backlog)
 
     async def has_image(self, user_id: str, key: str) -> bool:
@@ -735,7 +823,7 @@ class SqlOrderRepository:
             select(WorkOrderRow.id)
             .join(AlarmRow, WorkOrderRow.alarm_id == AlarmRow.id)
             .where(
-                _involving(user_id),
+                _involving(user_id, self._postgres),
                 or_(
                     AlarmRow.image_key == key,
                     WorkOrderRow.close_image_key == key,

@@ -16,8 +16,10 @@ from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Float,
     Select,
+    String,
     and_,
     case,
     cast,
@@ -27,7 +29,8 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.selectable import FromClause, Subquery
 
 from snapreport.orders.base import ACTIVE_STATUSES, StatsGroup, StatsQuery
 from snapreport.orders.tables import AlarmRow, UTCDateTime, WorkOrderRow
@@ -36,6 +39,7 @@ SeenBy = Callable[[str, frozenset[str]], ColumnElement[bool]]
 Minutes = Callable[[Any, Any], ColumnElement[Any]]
 MAX_DAYS: Final = 366
 MAX_LOCATIONS: Final = 50
+MEDIANS: Final = ("to_accept", "to_close")
 
 
 def minutes_between(dialect: str) -> Minutes:
@@ -47,7 +51,20 @@ def minutes_between(dialect: str) -> Minutes:
     )
 
 
-def _bins(query: StatsQuery) -> Subquery:
+def _bins(query: StatsQuery, dialect: str) -> FromClause:
+    """The days as rows (key, start, end): on PostgreSQL ``unnest`` of three arrays (three
+    parameters, one plan node, whatever the number of days); elsewhere a ``UNION ALL``."""
+    if dialect == "postgresql":
+        moment = postgresql.ARRAY(DateTime(timezone=True))
+        return (
+            func.unnest(
+                literal([day.key for day in query.days], postgresql.ARRAY(String())),
+                literal([day.start for day in query.days], moment),
+                literal([day.end for day in query.days], moment),
+            )
+            .table_valued("key", "start", "end")
+            .render_derived("bins", with_types=False)
+        )
     rows = [
         select(
             literal(day.key).label("key"),
@@ -74,11 +91,12 @@ def _breached(query: StatsQuery) -> ColumnElement[bool]:
     return and_(o.status != "rejected", or_(late_accept, late_close))
 
 
-def cohort(query: StatsQuery, seen_by: SeenBy, minutes: Minutes) -> Subquery:
+def cohort(query: StatsQuery, seen_by: SeenBy, dialect: str) -> Subquery:
     """One row per counted order: its group key and what the figures need."""
     o = WorkOrderRow
+    minutes = minutes_between(dialect)
     if query.group_by == "day":
-        bins = _bins(query)
+        bins = _bins(query, dialect)
         key: ColumnElement[Any] = bins.c.key
         statement: Select[Any] = select(key.label("key")).join_from(
             bins, o, and_(o.created_at >= bins.c.start, o.created_at < bins.c.end)
@@ -101,13 +119,14 @@ def cohort(query: StatsQuery, seen_by: SeenBy, minutes: Minutes) -> Subquery:
     return _of_type(statement, query).subquery("cohort")
 
 
-def counts(rows: Subquery) -> Select[Any]:
-    """created, closed, rejected, open now and breaches per key."""
+def counts(rows: Subquery, dialect: str) -> Select[Any]:
+    """created, closed, rejected, open now and breaches per key; on PostgreSQL also both
+    medians (``percentile_cont`` skips NULLs), so the cohort is read once."""
 
     def having(*statuses: str) -> ColumnElement[int]:
         return func.coalesce(func.sum(case((rows.c.status.in_(statuses), 1), else_=0)), 0)
 
-    return select(
+    statement = select(
         rows.c.key,
         func.count().label("created"),
         having("closed").label("closed"),
@@ -115,6 +134,11 @@ def counts(rows: Subquery) -> Select[Any]:
         having(*ACTIVE_STATUSES).label("open_now"),
         func.coalesce(func.sum(rows.c.breached), 0).label("sla_breaches"),
     ).group_by(rows.c.key)
+    if dialect == "postgresql":
+        statement = statement.add_columns(
+            *(func.percentile_cont(0.5).within_group(rows.c[name]).label(name) for name in MEDIANS)
+        )
+    return statement
 
 
 def median(rows: Subquery, column: str, dialect: str) -> Select[Any]:
@@ -144,27 +168,47 @@ def median(rows: Subquery, column: str, dialect: str) -> Select[Any]:
     )
 
 
-def daily_backlog(query: StatsQuery, seen_by: SeenBy) -> Select[Any]:
-    """Per day: orders created before the day ended and not closed by then (rejected orders
-    left out: no rejection time is kept), whenever they were created."""
+def daily_backlog(query: StatsQuery, seen_by: SeenBy, dialect: str) -> Select[Any]:
+    """What the open backlog at the end of each day is made of, as rows (part, key, n).
+
+    An order counts at the end ``e`` of a day when it was created before ``e`` and not closed
+    by then (``closed_at`` NULL or ``>= e``), rejected orders left out. Such an order, created
+    at ``c`` and closed at ``d >= c`` (or never), is +1 from the day ``c`` falls in and -1
+    from the day ``d`` falls in; one with ``d < c`` never counts. So the backlog of day k is
+    ``base`` (orders created before the first day and not closed before it) plus the running
+    sum of ``opened - closed`` over the days up to k (``running_backlog`` adds them up). Each
+    part is one indexed range (``created_at``, ``closed_at``), not a pass over every order per
+    day.
+    """
     o = WorkOrderRow
-    bins = _bins(query)
-    statement = (
-        select(bins.c.key, func.count().label("open_backlog"))
-        .join_from(
-            bins,
-            o,
-            and_(
-                o.created_at < bins.c.end,
-                or_(o.closed_at.is_(None), o.closed_at >= bins.c.end),
-                o.status != "rejected",
-            ),
-        )
+    bins = _bins(query, dialect)
+    first = literal(query.days[0].start, UTCDateTime())
+    counted = o.status != "rejected"
+    opened = (
+        select(literal("opened").label("part"), bins.c.key, func.count().label("n"))
+        .join_from(bins, o, and_(o.created_at >= bins.c.start, o.created_at < bins.c.end))
+        .where(counted, or_(o.closed_at.is_(None), o.closed_at >= o.created_at))
         .group_by(bins.c.key)
     )
+    closed = (
+        select(literal("closed").label("part"), bins.c.key, func.count().label("n"))
+        .join_from(bins, o, and_(o.closed_at >= bins.c.start, o.closed_at < bins.c.end))
+        .where(counted, o.closed_at >= o.created_at)
+        .group_by(bins.c.key)
+    )
+    # created before the first day, not closed before it: still open, or closed later (two
+    # ranges of the closed_at index rather than one OR that the planner would scan)
+    base = [
+        select(
+            literal("base").label("part"), literal(None, String()).label("key"), func.count()
+        ).where(counted, o.created_at < first, still)
+        for still in (o.closed_at.is_(None), o.closed_at >= first)
+    ]
+    parts = [opened, closed, *base]
     if query.visible_to is not None:
-        statement = statement.where(seen_by(*query.visible_to))
-    return _of_type(statement, query)
+        seen = seen_by(*query.visible_to)
+        parts = [part.where(seen) for part in parts]
+    return union_all(*(_of_type(part, query) for part in parts))  # type: ignore[return-value]
 
 
 def _of_type(statement: Select[Any], query: StatsQuery) -> Select[Any]:
@@ -175,6 +219,22 @@ def _of_type(statement: Select[Any], query: StatsQuery) -> Select[Any]:
     o = WorkOrderRow
     of_type = select(AlarmRow.id).where(AlarmRow.alarm_type == query.alarm_type)
     return statement.where(o.alarm_id.in_(of_type))
+
+
+def running_backlog(query: StatsQuery, parts: Sequence[Any]) -> dict[str | None, int]:
+    """The backlog at the end of each day from ``daily_backlog``'s parts."""
+    base = sum(int(row.n) for row in parts if row.part == "base")
+    change: dict[str, int] = {}
+    for row in parts:
+        if row.part != "base":
+            change[row.key] = change.get(row.key, 0) + (1 if row.part == "opened" else -1) * int(
+                row.n
+            )
+    backlog: dict[str | None, int] = {}
+    for day in query.days:
+        base += change.get(day.key, 0)
+        backlog[day.key] = base
+    return backlog
 
 
 def merge(
