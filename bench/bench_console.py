@@ -34,14 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import httpx
 from sqlalchemy import event
 
@@ -129,7 +129,7 @@ class Timing:
         values = sorted(getattr(self, which))
         if not values:
             return float("nan")
-        return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+        return float(values[min(len(values) - 1, round(q * (len(values) - 1)))])
 
 
 class Recorder:
@@ -252,7 +252,7 @@ def export_child(url: str, params: dict[str, str]) -> dict[str, Any]:
                     await finished.wait()
                     return {"type": "http.disconnect"}
 
-                async def send(message: dict[str, Any]) -> None:
+                async def send(message: MutableMapping[str, Any]) -> None:
                     nonlocal body, lines
                     if message["type"] == "http.response.start":
                         assert message["status"] == 200, message

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -31,7 +31,13 @@ from snapreport.orders.base import OrderQuery, StatsGrouping, StatsQuery
 from snapreport.orders.database import create_orders_engine, parse_url
 from snapreport.orders.migrations import alembic_config, current_revision, head_revision
 from snapreport.orders.repository import SqlOrderRepository
-from snapreport.orders.tables import SEARCH_INDEXES, AlarmRow, AlsoReportedRow, WorkOrderRow
+from snapreport.orders.tables import (
+    SEARCH_INDEXES,
+    AlarmRow,
+    AlsoReportedRow,
+    Base,
+    WorkOrderRow,
+)
 from snapreport.outbox.sqlalchemy import enqueue
 from tests.harness.outbox_kit import BACKENDS
 from tests.harness.postgres_server import asyncpg_dsn
@@ -150,9 +156,9 @@ async def fill_at_0008(url: str) -> AsyncEngine:
 
     async with engine.begin() as connection:
         await connection.run_sync(migrate, "0008")
-        await connection.execute(insert(AlarmRow.__table__), alarms)
-        await connection.execute(insert(WorkOrderRow.__table__), orders)
-        await connection.execute(insert(AlsoReportedRow.__table__), merged)
+        await connection.execute(insert(Base.metadata.tables["alarms"]), alarms)
+        await connection.execute(insert(Base.metadata.tables["work_orders"]), orders)
+        await connection.execute(insert(Base.metadata.tables["order_also_reported"]), merged)
     # then up to the revision before the console's indexes, whose tables the code reads
     async with engine.begin() as connection:
         await connection.run_sync(migrate, BEFORE_INDEXES)
@@ -436,10 +442,10 @@ async def answers(repo: SqlOrderRepository, plain: list[Plain]) -> dict[str, Any
             for days in (30, 366):
                 if group_by == "day" and days > 40 and viewer is not None:
                     continue  # a long day grouping is compared once, for every order
-                query = stats_query(group_by, viewer, days)
-                got_stats = as_dicts(await repo.stats(query))
-                same_figures(got_stats, expected_stats(plain, query))
-                found[repr(query)] = got_stats
+                grouped = stats_query(group_by, viewer, days)
+                got_stats = as_dicts(await repo.stats(grouped))
+                same_figures(got_stats, expected_stats(plain, grouped))
+                found[repr(grouped)] = got_stats
         of_type = replace(stats_query("day", viewer, 30), alarm_type="漏水")
         got_stats = as_dicts(await repo.stats(of_type))
         same_figures(got_stats, expected_stats(plain, of_type))
