@@ -467,7 +467,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             "|---|---:|",
             *(f"| {name} | {seconds:.1f} |" for name, seconds in seed.items()),
             "",
-            '"upgrade to head" is migration 0009 building the console\'s indexes on the '
+            '"upgrade to head" is migration 0012 building the console\'s indexes on the '
             "seeded tables: the time an existing installation of this size takes to upgrade "
             "(writes to the orders wait meanwhile).",
             "",

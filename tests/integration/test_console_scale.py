@@ -1,4 +1,4 @@
-"""The console's indexes and queries (migration 0009) on SQLite and PostgreSQL.
+"""The console's indexes and queries (migration 0012) on SQLite and PostgreSQL.
 
 A database at revision 0008 is filled with a few thousand orders written as plain rows (every
 status, teams and none, merged reports, reopened orders, deadlines met and missed, a few
@@ -50,7 +50,7 @@ TEAMS = ("fire", "property", "it")
 USERS = tuple(f"user{i}" for i in range(30))
 TYPES = ("消防通道堵塞", "漏水", "垃圾堆放", "Other")
 PLACES = ("A区北门", "B区车库 2层", "3号楼 Lobby", "east gate", "West Gate 50%_off")
-CONSOLE_INDEXES = "0009"
+CONSOLE_INDEXES = "0012"
 BEFORE_INDEXES = str(
     ScriptDirectory.from_config(alembic_config()).get_revision(CONSOLE_INDEXES).down_revision
 )

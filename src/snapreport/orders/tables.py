@@ -61,7 +61,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # PostgreSQL only: trigram GIN indexes on lower(column) for the list's ``q``, built by
-# migration 0009 when the pg_trgm extension is there. They are not in the metadata (they exist
+# migration 0012 when the pg_trgm extension is there. They are not in the metadata (they exist
 # on one backend, and only with the extension); text search gives the same rows without them.
 SEARCH_INDEXES: Final = (
     "ix_alarms_location_trgm",

@@ -14,7 +14,7 @@ The indexes are built in the migration's transaction (not ``CONCURRENTLY``): on 
 orders this takes a minute or two, during which writes to the orders wait
 (docs/benchmarks-console.md has the measured time).
 
-Revision ID: 0009
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-30
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 from alembic import op
 from sqlalchemy.exc import DBAPIError
 
-revision = "0009"
+revision = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | None = None
 depends_on: str | None = None
