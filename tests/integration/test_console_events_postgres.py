@@ -1,13 +1,11 @@
-"""The live feed across processes on PostgreSQL LISTEN/NOTIFY (orders on PostgreSQL, sessions
-not on Redis): a change made through one server process reaches a stream held by another within
-a second, and not a worker of another team; with the listening connection cut the change still
-commits and, reconnected, the feed carries later changes again; an event too large for a
-notification travels shortened."""
+"""The live feed on PostgreSQL LISTEN/NOTIFY (orders on PostgreSQL, sessions not on Redis; the
+test across two server processes is in test_console_events_processes.py): with the listening
+connection cut the change still commits and, reconnected, the feed carries later changes again;
+an event too large for a notification travels shortened."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,13 +18,10 @@ from snapreport.errors import InvalidInput
 from snapreport.live.base import LiveEvent
 from snapreport.live.postgres import CHANNEL, MAX_PAYLOAD_BYTES, SHORTENED_CHARS, payload_of
 from tests.harness.postgres_server import asyncpg_dsn, fresh_database
-from tests.integration._server_process import ServerProcess
-from tests.integration.console_kit import ADMIN, as_user, console_settings
-from tests.integration.dispatch_kit import RULES
-from tests.integration.http_kit import ADMIN_TOKEN, API_TOKEN
+from tests.integration.console_kit import ADMIN, console_settings
 from tests.integration.live_server import live_server
 from tests.integration.sse_kit import open_stream
-from tests.integration.test_console_events_redis import file
+from tests.integration.test_console_events_processes import file
 
 EVENTS = "/api/v1/events"
 
@@ -35,59 +30,6 @@ EVENTS = "/api/v1/events"
 async def orders_url(postgres_url: str) -> AsyncIterator[str]:
     async with fresh_database(postgres_url) as url:
         yield url
-
-
-@pytest.fixture
-def two_servers(tmp_path: Path, orders_url: str) -> Iterator[tuple[str, str]]:
-    rules = tmp_path / "rules.toml"
-    rules.write_text(RULES, encoding="utf-8")
-    settings = {
-        "SNAPREPORT_SESSION__BACKEND": "sqlite",
-        "SNAPREPORT_ORDERS__URL": orders_url,
-        "SNAPREPORT_DISPATCH__RULES_FILE": str(rules),
-        "SNAPREPORT_API_TOKEN": API_TOKEN,
-        "SNAPREPORT_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    started: list[ServerProcess] = []
-    try:
-        for name in ("a", "b"):
-            directory = tmp_path / name
-            directory.mkdir()
-            process = ServerProcess(directory, settings, name=name)
-            started.append(process)
-            process.start()
-        yield started[0].url, started[1].url
-    finally:
-        for process in started:
-            process.stop()
-
-
-@pytest.mark.slow
-async def test_a_change_through_a_reaches_a_stream_of_b_within_a_second(
-    two_servers: tuple[str, str],
-) -> None:
-    a, b = two_servers
-    async with (
-        httpx.AsyncClient(timeout=30) as client,
-        open_stream(client, f"{b}{EVENTS}", as_user("lisi")) as lisi,
-        open_stream(client, f"{b}{EVENTS}", as_user("pm1")) as pm1,
-    ):
-        started = time.monotonic()
-        fire = await file(client, a, "A区北门", "消防通道堵塞")
-        event = await lisi.next_event(wait_seconds=5)
-        elapsed = time.monotonic() - started
-        assert event["type"] == "order.created"
-        assert event["order"] == fire
-        assert elapsed < 1.0, f"seen on the other process after {elapsed:.3f} s"
-        accepted = await client.post(
-            f"{a}/api/v1/orders/{fire['number']}/accept", headers=as_user("lisi")
-        )
-        assert accepted.status_code == 200
-        event = await lisi.next_event(wait_seconds=5)
-        assert (event["type"], event["order"]["assignee"]) == ("order.accepted", "lisi")
-        # pm1 (another team) saw neither: their first event is the garage order
-        garage = await file(client, a, "B区车库", "垃圾堆放")
-        assert (await pm1.next_event())["order"]["number"] == garage["number"]
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""The live feed across processes on Redis pub/sub: a change made through one server process
-reaches a stream held by another within a second, and not a worker of another team; with
-Redis away a change still commits (the feed misses it: at most once) and, Redis back, the
-feed carries later changes again."""
+"""The live feed across processes, on Redis pub/sub and on PostgreSQL LISTEN/NOTIFY: a change
+made through one server process reaches a stream held by another within a second, and not a
+worker of another team; with Redis away a change still commits (the feed misses it: at most
+once) and, Redis back, the feed carries later changes again (the PostgreSQL listener's cut is
+in test_console_events_postgres.py)."""
 
 from __future__ import annotations
 
@@ -46,16 +47,33 @@ async def file(
     return body
 
 
-@pytest.fixture
+# the feed between processes: Redis pub/sub when sessions are on Redis; else, orders being on
+# PostgreSQL, LISTEN/NOTIFY
+FEEDS = ("postgresql", "redis")
+
+
+def feed_settings(feed: str, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    if feed == "redis":
+        return {
+            "SNAPREPORT_SESSION__BACKEND": "redis",
+            "SNAPREPORT_SESSION__URL": redis_url,
+            "SNAPREPORT_SESSION__KEY_PREFIX": redis_prefix,
+        }
+    return {"SNAPREPORT_SESSION__BACKEND": "sqlite"}
+
+
+@pytest.fixture(params=FEEDS)
 def two_servers(
-    tmp_path: Path, redis_url: str, redis_prefix: str, orders_url: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    orders_url: str,
 ) -> Iterator[tuple[str, str]]:
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES, encoding="utf-8")
     settings = {
-        "SNAPREPORT_SESSION__BACKEND": "redis",
-        "SNAPREPORT_SESSION__URL": redis_url,
-        "SNAPREPORT_SESSION__KEY_PREFIX": redis_prefix,
+        **feed_settings(request.param, redis_url, redis_prefix),
         "SNAPREPORT_ORDERS__URL": orders_url,
         "SNAPREPORT_DISPATCH__RULES_FILE": str(rules),
         "SNAPREPORT_API_TOKEN": API_TOKEN,
