@@ -48,6 +48,7 @@ class NotificationRow(Base):
     __table_args__ = (
         UniqueConstraint("message_id", "user_id", name="uq_notifications_message_user"),
         Index("ix_notifications_user_id_id", "user_id", "id"),
+        Index("ix_notifications_order_number_id", "order_number", "id"),  # an order's, in order
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
