@@ -16,7 +16,7 @@ import pytest
 
 from snapreport.channels.http import create_app
 from tests.integration.console_kit import ADMIN, as_user, console_settings
-from tests.integration.http_kit import API_TOKEN, bearer
+from tests.integration.http_kit import API_TOKEN, b64, bearer, png_bytes
 from tests.integration.live_server import live_server
 from tests.integration.sse_kit import open_stream
 
@@ -91,6 +91,35 @@ async def test_changes_reach_the_streams_that_may_see_them(client: httpx.AsyncCl
         assert rejected.status_code == 200
         event = await lisi.next_event()
         assert (event["type"], event["order"]["status"]) == ("order.rejected", "rejected")
+
+
+async def test_a_merged_report_reaches_the_streams(client: httpx.AsyncClient) -> None:
+    """A duplicate report added to an order (``追加``) changes it: ``order.merged_report``."""
+    fire = await file(client, "A区北门", "消防通道堵塞")
+    api = bearer(API_TOKEN)
+    photo = {"data": b64(png_bytes()), "mime": "image/png"}
+    async with open_stream(client, EVENTS, as_user("lisi")) as lisi:
+        steps: list[dict[str, Any]] = [
+            {"image": photo},
+            {"text": "消防通道堵塞"},  # manual mode asks the type
+            {"text": "A区北门"},
+            {"text": "确认"},
+        ]
+        for step, body in enumerate(steps):
+            sent = {"user_id": "wangwu", "message_id": f"m{step}", **body}
+            answer = await client.post("/api/v1/messages", json=sent, headers=api)
+            assert answer.status_code == 200, answer.text
+        assert answer.json()["state"] == "waiting_confirm"  # the duplicate is offered
+        added = await client.post(
+            "/api/v1/messages",
+            json={"user_id": "wangwu", "message_id": "m-add", "text": "追加"},
+            headers=api,
+        )
+        assert added.json()["order"]["number"] == fire["number"]
+        event = await lisi.next_event()
+    assert event["type"] == "order.merged_report"
+    assert event["order"]["number"] == fire["number"]
+    assert event["order"]["also_reported_by"] == ["wangwu"]
 
 
 async def test_heartbeats_and_retry(client: httpx.AsyncClient) -> None:

@@ -145,6 +145,7 @@ class Dispatch:
         ``report.message`` like a create (a retried message merges once)."""
         order = await self._orders.merge(number, report, announce=self._notices)
         log.info("report_merged", order=order.number, reporter=report.reporter)
+        await self.publish("merged_report", order)
         return order
 
     def routing(self, report: NewReport) -> Routing | None:
