@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from snapreport.errors import InvalidInput, TooManyStreams
 from snapreport.logs import get_logger
@@ -20,6 +21,10 @@ from snapreport.logs import get_logger
 log = get_logger("snapreport.live")
 
 MAX_EVENT_BYTES: Final = 256 * 1024
+FIRST_BACKOFF_SECONDS: Final = 0.1
+MAX_BACKOFF_SECONDS: Final = 5.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +119,39 @@ class Hub:
         for subscription in list(self._open):
             subscription.offer(event)
 
+    def deliver_encoded(self, data: bytes) -> None:
+        """Deliver the event encoded in ``data`` (from the broker); anything else is logged and
+        dropped."""
+        try:
+            event = LiveEvent.decode(data)
+        except InvalidInput as exc:
+            log.warning("live_event_refused", reason=exc.message)
+            return
+        self.deliver(event)
+
     def close_all(self) -> None:
         """Ask every open stream to end (the process is stopping)."""
         for subscription in list(self._open):
             subscription.lagging = True
             subscription.offer(None)
+
+
+async def reconnect(
+    attempt: Callable[[], Awaitable[T]], errors: tuple[type[BaseException], ...]
+) -> T:
+    """``attempt()`` again and again, with a doubling pause (0.1 s up to 5 s) before each try,
+    until it does not raise one of ``errors``; its result."""
+    backoff = FIRST_BACKOFF_SECONDS
+    while True:
+        await asyncio.sleep(backoff)  # a pause between attempts, not an ordering wait
+        try:
+            result = await attempt()
+        except errors as exc:
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            log.warning("live_feed_reconnect_failed", error=type(exc).__name__, retry_in=backoff)
+            continue
+        log.info("live_feed_reconnected")
+        return result
 
 
 class LiveFeed(Protocol):

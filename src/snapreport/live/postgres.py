@@ -20,14 +20,13 @@ from typing import Any, Final
 import asyncpg
 
 from snapreport.errors import InvalidInput, StoreUnavailable
-from snapreport.live.base import Hub, LiveEvent
+from snapreport.live.base import Hub, LiveEvent, reconnect
 from snapreport.logs import get_logger
 
 log = get_logger("snapreport.live")
 
 MAX_PAYLOAD_BYTES: Final = 7900  # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more
 SHORTENED_CHARS: Final = 200
-MAX_BACKOFF_SECONDS: Final = 5.0
 CONNECT_TIMEOUT_SECONDS: Final = 5.0
 CHANNEL: Final = "snapreport_live_orders"
 
@@ -116,25 +115,7 @@ class PostgresLiveFeed:
             await self._lost.wait()
             await self._drop()
             log.warning("live_feed_disconnected", error="connection lost")
-            backoff = 0.1
-            while True:
-                await asyncio.sleep(backoff)  # a pause between attempts, not an ordering wait
-                try:
-                    await self._connect()
-                except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                    log.warning(
-                        "live_feed_reconnect_failed", error=type(exc).__name__, retry_in=backoff
-                    )
-                    continue
-                log.info("live_feed_reconnected")
-                break
+            await reconnect(self._connect, (OSError, asyncpg.PostgresError, TimeoutError))
 
     def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
-        data = payload.encode() if isinstance(payload, str) else b""
-        try:
-            event = LiveEvent.decode(data)
-        except InvalidInput as exc:
-            log.warning("live_event_refused", reason=exc.message)
-            return
-        self.hub.deliver(event)
+        self.hub.deliver_encoded(payload.encode() if isinstance(payload, str) else b"")

@@ -15,14 +15,13 @@ from typing import Final
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from snapreport.errors import InvalidInput, StoreUnavailable
-from snapreport.live.base import Hub, LiveEvent
+from snapreport.errors import StoreUnavailable
+from snapreport.live.base import Hub, LiveEvent, reconnect
 from snapreport.logs import get_logger
 
 log = get_logger("snapreport.live")
 
 POLL_SECONDS: Final = 1.0
-MAX_BACKOFF_SECONDS: Final = 5.0
 
 
 class RedisLiveFeed:
@@ -82,29 +81,9 @@ class RedisLiveFeed:
                     pubsub = await self._resubscribe()
                     continue
                 if message is not None and message.get("type") == "message":
-                    self._deliver(message["data"])
+                    self.hub.deliver_encoded(message["data"])
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _resubscribe(self) -> aioredis.client.PubSub:
-        backoff = 0.1
-        while True:
-            await asyncio.sleep(backoff)  # a pause between attempts, not an ordering wait
-            try:
-                pubsub = await self._subscribe()
-            except (RedisError, OSError) as exc:
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                log.warning(
-                    "live_feed_reconnect_failed", error=type(exc).__name__, retry_in=backoff
-                )
-                continue
-            log.info("live_feed_reconnected")
-            return pubsub
-
-    def _deliver(self, data: bytes) -> None:
-        try:
-            event = LiveEvent.decode(data)
-        except InvalidInput as exc:
-            log.warning("live_event_refused", reason=exc.message)
-            return
-        self.hub.deliver(event)
+        return await reconnect(self._subscribe, (RedisError, OSError))
