@@ -7,7 +7,8 @@ for a million orders), runs the real application in-process (the ASGI app with i
 driven through ``httpx.ASGITransport``: routing, authentication, validation, dispatch, the
 repository, JSON rendering; no sockets) and rewrites ``docs/benchmarks-console.md``.
 ``--keep DIR`` seeds into ``DIR`` and leaves it there; ``--reuse DIR`` starts that server again
-instead of seeding (the figures then come in a minute or two).
+instead of seeding (the figures then come in a minute or two). ``--only list stats`` measures
+only those parts (of list, stats, export) and leaves the page as it is.
 
 - **List**: ``GET /api/v1/orders`` (first page, 100 orders) per filter, as an admin (every
   order), a team lead and a team member (their teams' orders and their own), p50/p95 over the
@@ -73,6 +74,7 @@ LEAD = "u0003"  # lead of team-03
 MEMBER = "u0027"  # member of team-07
 CALLERS = {"admin": None, "lead": LEAD, "member": MEMBER}
 GROUPINGS = ("day", "alarm_type", "team", "location")
+PARTS = ("list", "stats", "export")
 
 
 def rules_toml() -> str:
@@ -375,7 +377,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 async with httpx.AsyncClient(
                     transport=transport, base_url="http://localhost", timeout=120
                 ) as client:
-                    for name, params in list_filters(now).items():
+                    lists = list_filters(now) if "list" in args.only else {}
+                    for name, params in lists.items():
                         for who, caller in CALLERS.items():
                             t = await measure(
                                 client, recorder, raw, "/api/v1/orders", params, caller,
@@ -396,7 +399,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             "to": (today + dt.timedelta(days=1)).isoformat(),
                         },
                     }
-                    for span, bounds in ranges.items():
+                    for span, bounds in ranges.items() if "stats" in args.only else ():
                         for grouping in GROUPINGS:
                             for who, caller in CALLERS.items():
                                 t = await measure(
@@ -413,7 +416,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 )
         await raw.close()
         ten_k = {"from": (now - dt.timedelta(days=730 * 10_000 / args.orders)).isoformat()}
-        for label, params in (("10k", ten_k), ("all", {})):
+        exports = (("10k", ten_k), ("all", {})) if "export" in args.only else ()
+        for label, params in exports:
             answer = subprocess.run(
                 [sys.executable, __file__, "--export-child", url, json.dumps(params)],
                 capture_output=True, text=True, check=False, timeout=3600,
@@ -539,6 +543,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the seeded server")
     parser.add_argument("--reuse", help="a server directory kept by --keep")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        default=PARTS,
+        help="measure only these parts (the page is rewritten only when all are measured)",
+    )
     parser.add_argument("--export-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_child:
@@ -547,8 +558,8 @@ def main() -> None:
     if args.quick:
         args.orders, args.rounds, args.stats_rounds = 20_000, 5, 3
     results = asyncio.run(run(args))
-    if args.quick:
-        print("--quick: docs/benchmarks-console.md left as it is")
+    if args.quick or set(args.only) != set(PARTS):
+        print("--quick or --only: docs/benchmarks-console.md left as it is")
         return
     DOC.write_text(render(results, args), encoding="utf-8")
     print(f"wrote {DOC.relative_to(ROOT)}")
