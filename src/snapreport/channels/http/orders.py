@@ -8,6 +8,7 @@ as the chat commands, with the same notifications.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -29,9 +30,10 @@ from snapreport.channels.http.schemas import (
     TransferIn,
 )
 from snapreport.channels.http.state import State
-from snapreport.dispatch.lifecycle import MAX_PAGE
+from snapreport.dispatch.lifecycle import MAX_PAGE, Dispatch
+from snapreport.dispatch.roles import Roles
 from snapreport.errors import InvalidInput
-from snapreport.orders.base import OrderQuery, OrderStatus
+from snapreport.orders.base import Order, OrderQuery, OrderStatus
 
 router = APIRouter(tags=["orders"])
 
@@ -92,59 +94,62 @@ async def list_orders(
     return OrderPageOut(orders=[order_out(o) for o in page.orders], next_cursor=page.next_cursor)
 
 
-@router.get("/api/v1/orders/{number}", response_model=OrderDetail, responses=_ERRORS)
-async def show_order(number: OrderNumber, state: State, caller: CurrentCaller) -> OrderDetail:
-    """One order with its event log."""
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """An order the caller may see, the lifecycle that changes it and the caller's roles."""
+
+    order: Order
+    dispatch: Dispatch
+    roles: Roles
+
+
+async def seen_order(number: OrderNumber, state: State, caller: CurrentCaller) -> Seen:
+    """The order at ``number`` if the caller may see it; else 404 before any action runs."""
     dispatch = state.app.dispatch
-    order = await dispatch.visible(number, caller.roles)
-    return order_detail(order, await dispatch.events(order.number))
+    return Seen(await dispatch.visible(number, caller.roles), dispatch, caller.roles)
+
+
+SeenOrder = Annotated[Seen, Depends(seen_order)]
+
+
+@router.get("/api/v1/orders/{number}", response_model=OrderDetail, responses=_ERRORS)
+async def show_order(seen: SeenOrder) -> OrderDetail:
+    """One order with its event log."""
+    return order_detail(seen.order, await seen.dispatch.events(seen.order.number))
 
 
 @router.post("/api/v1/orders/{number}/accept", response_model=OrderOut, responses=_ERRORS)
-async def accept_order(number: OrderNumber, state: State, caller: CurrentCaller) -> OrderOut:
+async def accept_order(seen: SeenOrder) -> OrderOut:
     """Take the order: ``accepted``, assignee = the caller. A second claimant gets 409
     ``order_already_accepted`` naming who has it."""
-    dispatch = state.app.dispatch
-    await dispatch.visible(number, caller.roles)
-    return order_out(await dispatch.accept(number, caller.roles))
+    return order_out(await seen.dispatch.accept(seen.order.number, seen.roles))
 
 
 @router.post("/api/v1/orders/{number}/transfer", response_model=OrderOut, responses=_ERRORS)
-async def transfer_order(
-    number: OrderNumber, body: TransferIn, state: State, caller: CurrentCaller
-) -> OrderOut:
+async def transfer_order(seen: SeenOrder, body: TransferIn) -> OrderOut:
     """Hand the order to a team or a person (it waits for their acceptance)."""
-    dispatch = state.app.dispatch
-    await dispatch.visible(number, caller.roles)
-    return order_out(await dispatch.transfer(number, caller.roles, body.to))
+    return order_out(await seen.dispatch.transfer(seen.order.number, seen.roles, body.to))
 
 
 @router.post("/api/v1/orders/{number}/reject", response_model=OrderOut, responses=_ERRORS)
-async def reject_order(
-    number: OrderNumber, body: RejectIn, state: State, caller: CurrentCaller
-) -> OrderOut:
+async def reject_order(seen: SeenOrder, body: RejectIn) -> OrderOut:
     """Not a problem, a duplicate, out of scope: ``rejected`` with the reason."""
-    dispatch = state.app.dispatch
-    await dispatch.visible(number, caller.roles)
-    return order_out(await dispatch.reject(number, caller.roles, body.reason))
+    return order_out(await seen.dispatch.reject(seen.order.number, seen.roles, body.reason))
 
 
 @router.post("/api/v1/orders/{number}/close", response_model=OrderOut, responses=_ERRORS)
-async def close_order(
-    number: OrderNumber, body: CloseIn, state: State, caller: CurrentCaller
-) -> OrderOut:
+async def close_order(seen: SeenOrder, body: CloseIn, state: State) -> OrderOut:
     """Close it, with a note and maybe a photo of the fixed site (recorded as unverified)."""
-    dispatch = state.app.dispatch
-    await dispatch.visible(number, caller.roles)
-    await dispatch.check_can_close(number, caller.roles)
+    number = seen.order.number
+    await seen.dispatch.check_can_close(number, seen.roles)
     image_key: str | None = None
     if body.image is not None:
         data = decode_base64(body.image.data, state.app.settings.media.max_bytes)
         stored = await state.app.media.put_image(data, declared_mime=body.image.mime)
         image_key = stored.key
-    closed = await dispatch.close(
+    closed = await seen.dispatch.close(
         number,
-        by=caller.roles,
+        by=seen.roles,
         close_image_key=image_key,
         verified=None,
         note=body.note.strip(),
@@ -154,13 +159,9 @@ async def close_order(
 
 
 @router.post("/api/v1/orders/{number}/reopen", response_model=OrderOut, responses=_ERRORS)
-async def reopen_order(
-    number: OrderNumber, body: ReopenIn, state: State, caller: CurrentCaller
-) -> OrderOut:
+async def reopen_order(seen: SeenOrder, body: ReopenIn) -> OrderOut:
     """Not fixed after all: ``open`` again (the reporter within the reopen window, or staff)."""
-    dispatch = state.app.dispatch
-    await dispatch.visible(number, caller.roles)
-    return order_out(await dispatch.reopen(number, caller.roles, body.reason))
+    return order_out(await seen.dispatch.reopen(seen.order.number, seen.roles, body.reason))
 
 
 @router.post(
@@ -169,11 +170,7 @@ async def reopen_order(
     status_code=201,
     responses=_ERRORS,
 )
-async def comment_order(
-    number: OrderNumber, body: CommentIn, state: State, caller: CurrentCaller
-) -> OrderDetail:
+async def comment_order(seen: SeenOrder, body: CommentIn) -> OrderDetail:
     """A comment in the order's log; answers the order with its log."""
-    dispatch = state.app.dispatch
-    await dispatch.visible(number, caller.roles)
-    order = await dispatch.comment(number, caller.roles, body.text)
-    return order_detail(order, await dispatch.events(order.number))
+    order = await seen.dispatch.comment(seen.order.number, seen.roles, body.text)
+    return order_detail(order, await seen.dispatch.events(order.number))
