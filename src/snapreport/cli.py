@@ -202,9 +202,9 @@ def dispatch_diagram(
     write: Annotated[bool, typer.Option(help="Rewrite the diagram in docs/dispatch.md.")] = False,
 ) -> None:
     """Print the order lifecycle diagram (Mermaid), or rewrite it in docs/dispatch.md."""
-    from snapreport.dispatch.diagram import main as diagram_main
+    from snapreport.dispatch.diagram import BLOCK
 
-    raise typer.Exit(diagram_main(["--write"] if write else []))
+    raise typer.Exit(BLOCK.main(["--write"] if write else []))
 
 
 # -- sessions --------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "dialogue.md"
 
 def test_docs_dialogue_shows_the_current_diagram() -> None:
     text = DOC.read_text(encoding="utf-8")
-    assert diagram.render_doc(text) == text, (
+    assert diagram.BLOCK.render(text) == text, (
         "docs/dialogue.md is out of date with the transition table; regenerate it with "
-        f"`{diagram.REGENERATE_COMMAND}`"
+        f"`{diagram.BLOCK.command}`"
     )
 
 
@@ -45,22 +45,22 @@ def test_the_diagram_follows_the_table() -> None:
 def test_write_replaces_only_the_block(tmp_path: Path) -> None:
     doc = tmp_path / "dialogue.md"
     doc.write_text(
-        f"# Title\n\n{diagram.START_MARKER}\nstale\n{diagram.END_MARKER}\n\nafter\n",
+        f"# Title\n\n{diagram.BLOCK.start}\nstale\n{diagram.BLOCK.end}\n\nafter\n",
         encoding="utf-8",
     )
-    assert diagram.main(["--write", "--doc", str(doc)]) == 0
+    assert diagram.BLOCK.main(["--write", "--doc", str(doc)]) == 0
     text = doc.read_text(encoding="utf-8")
     assert text.startswith("# Title\n\n<!-- diagram:start -->\n```mermaid\nstateDiagram-v2\n")
     assert text.endswith("```\n<!-- diagram:end -->\n\nafter\n")
     assert "stale" not in text
-    assert diagram.write_doc(doc) is False  # already current
+    assert diagram.BLOCK.write(doc) is False  # already current
 
 
 def test_a_document_without_markers_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="diagram:start"):
-        diagram.render_doc("# nothing here\n")
+        diagram.BLOCK.render("# nothing here\n")
 
 
 def test_printing_the_diagram(capsys: pytest.CaptureFixture[str]) -> None:
-    assert diagram.main([]) == 0
+    assert diagram.BLOCK.main([]) == 0
     assert capsys.readouterr().out == diagram.mermaid()

@@ -56,9 +56,9 @@ def test_docs_dispatch_shows_the_current_lifecycle_diagram() -> None:
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "dispatch.md"
     text = doc.read_text(encoding="utf-8")
-    assert diagram.render_doc(text) == text, (
+    assert diagram.BLOCK.render(text) == text, (
         "docs/dispatch.md is out of date with the lifecycle table; regenerate it with "
-        f"`{diagram.REGENERATE_COMMAND}`"
+        f"`{diagram.BLOCK.command}`"
     )
 
 
@@ -81,7 +81,7 @@ def test_the_diagram_command(tmp_path: Path) -> None:
     assert result.output.startswith("stateDiagram-v2")
     doc = tmp_path / "d.md"
     doc.write_text("a\n<!-- lifecycle:start -->\nold\n<!-- lifecycle:end -->\nb\n", "utf-8")
-    from snapreport.dispatch.diagram import main
+    from snapreport.dispatch.diagram import BLOCK
 
-    assert main(["--write", "--doc", str(doc)]) == 0
+    assert BLOCK.main(["--write", "--doc", str(doc)]) == 0
     assert "open --> accepted" in doc.read_text(encoding="utf-8")

@@ -7,12 +7,11 @@ that block, and a test fails when it is out of date.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from snapreport.diagram_block import DiagramBlock
 from snapreport.session.model import STATES, State
 from snapreport.workflow.states import (
     TRANSITIONS,
@@ -21,11 +20,6 @@ from snapreport.workflow.states import (
     sources,
 )
 from snapreport.workflow.triggers import Trigger
-
-START_MARKER: Final = "<!-- diagram:start -->"
-END_MARKER: Final = "<!-- diagram:end -->"
-REGENERATE_COMMAND: Final = "python -m snapreport.workflow.diagram --write"
-DEFAULT_DOC: Final = Path("docs/dialogue.md")
 
 # what a reader recognises; Mermaid labels must avoid ":" and ";"
 TRIGGER_LABELS: Final[dict[Trigger, str]] = {
@@ -76,45 +70,9 @@ def mermaid(rows: Iterable[Transition] = TRANSITIONS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_block() -> str:
-    """The fenced diagram as it stands between the markers."""
-    return f"{START_MARKER}\n```mermaid\n{mermaid()}```\n{END_MARKER}"
-
-
-def render_doc(text: str) -> str:
-    """``text`` with its diagram block replaced by the current one."""
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER)
-    if start < 0 or end < start:
-        raise ValueError(f"the document has no {START_MARKER} ... {END_MARKER} block")
-    return text[:start] + markdown_block() + text[end + len(END_MARKER) :]
-
-
-def write_doc(path: Path = DEFAULT_DOC) -> bool:
-    """Rewrite the diagram block of ``path``; True if it changed."""
-    old = path.read_text(encoding="utf-8")
-    new = render_doc(old)
-    if new != old:
-        path.write_text(new, encoding="utf-8")
-    return new != old
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m snapreport.workflow.diagram", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--write", action="store_true", help="rewrite the diagram block of the document"
-    )
-    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="the document to rewrite")
-    args = parser.parse_args(argv)
-    if not args.write:
-        sys.stdout.write(mermaid())
-        return 0
-    changed = write_doc(args.doc)
-    sys.stdout.write(f"{args.doc}: {'updated' if changed else 'already current'}\n")
-    return 0
-
+BLOCK: Final = DiagramBlock(
+    "diagram", mermaid, Path("docs/dialogue.md"), "snapreport.workflow.diagram"
+)
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(BLOCK.main())
