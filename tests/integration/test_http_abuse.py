@@ -79,7 +79,16 @@ def _send_part(address: tuple[str, int], head: bytes, part: bytes) -> tuple[int,
             pytest.fail(f"no answer within {ANSWER_WAIT_SECONDS} s: the server waits for the body")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/orders", "/api/v1/messages"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/orders",
+        "/api/v1/messages",
+        "/api/v1/webhooks",
+        *(f"/api/v1/orders/WO-1/{action}" for action in ("transfer", "reject", "close")),
+        *(f"/api/v1/orders/WO-1/{action}" for action in ("reopen", "comments")),
+    ],
+)
 def test_a_body_without_a_token_is_refused_before_it_is_read(tmp_path: Path, path: str) -> None:
     tokens = {"api_token": API_TOKEN, "admin_token": ADMIN_TOKEN}
     with _serve(tmp_path, **tokens) as address:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from snapreport.channels.http.auth import require_admin
-from snapreport.channels.http.body import read_json
+from snapreport.channels.http.body import json_body, read_json
 from snapreport.channels.http.images import decode_base64
 from snapreport.channels.http.photos import photo_response
 from snapreport.channels.http.render import order_out, session_detail, session_summary
@@ -34,7 +34,6 @@ UserId = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 OrderNumber = Annotated[str, Path(min_length=1, max_length=64)]
 MediaKey = Annotated[str, Path(min_length=1, max_length=100)]
 
-_NEW_ORDER: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/NewOrderIn"}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503)
 }
@@ -87,20 +86,7 @@ async def sign_out_everywhere(user_id: UserId, state: State) -> SignedOut:
     "/api/v1/orders",
     response_model=OrderOut,
     status_code=201,
-    responses={
-        **_ERRORS,
-        408: {"model": ErrorOut},
-        413: {"model": ErrorOut},
-        415: {"model": ErrorOut},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/NewOrderIn"}}
-            },
-        }
-    },
+    **json_body(NewOrderIn, _ERRORS),
 )
 async def create_order(request: Request, state: State) -> OrderOut:
     """An order raised by an external alarm system, routed like a chat report; its photo is

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.routing import Route
 
 from snapreport.bootstrap import build
@@ -40,13 +41,14 @@ from snapreport.channels.http import (
     webhooks,
 )
 from snapreport.channels.http.auth import Tokens
+from snapreport.channels.http.body import declared_bodies, photo_body_limit
 from snapreport.channels.http.browser import RenewSessionCookie
 from snapreport.channels.http.browser_guard import BrowserGuard
 from snapreport.channels.http.errors import install_error_handlers
 from snapreport.channels.http.idempotency import Idempotency, RateLimiter
 from snapreport.channels.http.images import Decoder
 from snapreport.channels.http.middleware import RequestContext
-from snapreport.channels.http.schemas import MessageForm, MessageIn, NewOrderIn, WebhookIn
+from snapreport.channels.http.schemas import MessageForm, MessageIn
 from snapreport.channels.http.state import HttpState, get_app_state
 from snapreport.channels.open311.routes import PREFIX, create_open311_app
 from snapreport.channels.wecom import callback as wecom_callback
@@ -68,7 +70,6 @@ SWEEP_INTERVAL_SECONDS: Final = 5.0
 # time per request less. Only for a server process of our own (``freeze_gc``).
 GC_YOUNG_THRESHOLD: Final = 20_000
 # room in a request body beyond the image cap: base64 (4/3) and the other fields
-_BODY_SLACK_BYTES: Final = 1024 * 1024
 
 DESCRIPTION = """Snap-and-report assistant: a photo becomes an alarm and a work order.
 
@@ -115,7 +116,7 @@ def create_app(
     app.add_middleware(RenewSessionCookie)
     app.add_middleware(
         RequestContext,
-        max_body_bytes=settings.media.max_bytes * 4 // 3 + _BODY_SLACK_BYTES,
+        max_body_bytes=photo_body_limit(settings.media.max_bytes),
         body_timeout_seconds=settings.http.body_timeout_seconds,
         metrics=metrics,
     )
@@ -251,7 +252,7 @@ def _serve_web_page(app: FastAPI) -> None:
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The generated schema, plus the bodies the endpoints parse by hand (the two of
-    POST /api/v1/messages, POST /api/v1/orders's and POST /api/v1/webhooks's)."""
+    POST /api/v1/messages, and those declared with ``json_body``)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -261,7 +262,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (MessageIn, MessageForm, NewOrderIn, WebhookIn):
+    models: tuple[type[BaseModel], ...] = (MessageIn, MessageForm, *declared_bodies())
+    for model in models:
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in body.pop("$defs", {}).items():
             components.setdefault(name, definition)

@@ -2,20 +2,51 @@
 
 FastAPI reads a declared body parameter before it runs any dependency, the token check
 included, so a protected endpoint with a body takes the ``Request`` and reads the body here:
-an unauthenticated request is refused before a byte of its body is read.
+an unauthenticated request is refused before a byte of its body is read. Such a route declares
+its body with ``json_body``, so the OpenAPI document still shows it.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from snapreport.channels.http.errors import describe_validation
+from snapreport.channels.http.schemas import ErrorOut
 from snapreport.errors import InvalidRequest, MalformedJson, RequestTooLarge, UnsupportedMediaType
 
 Model = TypeVar("Model", bound=BaseModel)
+# what reading a body by hand may answer besides the route's own errors
+_READING_ERRORS: Final = {code: {"model": ErrorOut} for code in (408, 413, 415)}
+_DECLARED: dict[str, type[BaseModel]] = {}
+_PHOTO_BODY_SLACK_BYTES: Final = 1024 * 1024
+
+
+def photo_body_limit(max_photo_bytes: int) -> int:
+    """The largest body that may carry a photo of ``max_photo_bytes`` (base64, beside its
+    text): the cap of every request, and of a close with its photo."""
+    return max_photo_bytes * 4 // 3 + _PHOTO_BODY_SLACK_BYTES
+
+
+def json_body(model: type[BaseModel], errors: dict[int | str, dict[str, Any]]) -> dict[str, Any]:
+    """The OpenAPI arguments of a route that reads a JSON body of ``model`` with ``read_json``:
+    the body, required, and ``errors`` with the refusals of reading it (408, 413, 415). The
+    model's schema joins the document's components (``declared_bodies``)."""
+    _DECLARED[model.__name__] = model
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "responses": {**errors, **_READING_ERRORS},
+        "openapi_extra": {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
+        },
+    }
+
+
+def declared_bodies() -> tuple[type[BaseModel], ...]:
+    """The models of every body declared by ``json_body``, for the OpenAPI components."""
+    return tuple(_DECLARED.values())
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:

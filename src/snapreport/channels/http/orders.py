@@ -3,18 +3,21 @@
 Who sees what and who may do what is decided by ``dispatch.roles``, through ``Dispatch``: an
 order the caller may not see answers 404, one they see but may not act on 403 (its code names
 the rule), a change its status does not allow 409. Every change goes through the same lifecycle
-as the chat commands, with the same notifications.
+as the chat commands, with the same notifications. A change's body is read only once the caller
+is known and may see the order (``SeenOrder``), under a cap of its own: a close's (it may carry
+a photo) is the photo's, the others' ``MAX_TEXT_BODY_BYTES``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from snapreport.channels.http.auth import CurrentCaller
+from snapreport.channels.http.body import json_body, photo_body_limit, read_json
 from snapreport.channels.http.images import decode_base64
 from snapreport.channels.http.render import order_detail, order_out
 from snapreport.channels.http.schemas import (
@@ -42,6 +45,8 @@ UserFilter = Annotated[str | None, Query(pattern=USER_ID_PATTERN)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422, 503)
 }
+# a reason, a note or a comment of at most 2,000 characters, escaped as JSON at its longest
+MAX_TEXT_BODY_BYTES: Final = 16 * 1024
 
 
 async def order_query(
@@ -125,23 +130,33 @@ async def accept_order(seen: SeenOrder) -> OrderOut:
     return order_out(await seen.dispatch.accept(seen.order.number, seen.roles))
 
 
-@router.post("/api/v1/orders/{number}/transfer", response_model=OrderOut, responses=_ERRORS)
-async def transfer_order(seen: SeenOrder, body: TransferIn) -> OrderOut:
+@router.post(
+    "/api/v1/orders/{number}/transfer", response_model=OrderOut, **json_body(TransferIn, _ERRORS)
+)
+async def transfer_order(seen: SeenOrder, request: Request) -> OrderOut:
     """Hand the order to a team or a person (it waits for their acceptance)."""
+    body = await read_json(request, TransferIn, limit=MAX_TEXT_BODY_BYTES)
     return order_out(await seen.dispatch.transfer(seen.order.number, seen.roles, body.to))
 
 
-@router.post("/api/v1/orders/{number}/reject", response_model=OrderOut, responses=_ERRORS)
-async def reject_order(seen: SeenOrder, body: RejectIn) -> OrderOut:
+@router.post(
+    "/api/v1/orders/{number}/reject", response_model=OrderOut, **json_body(RejectIn, _ERRORS)
+)
+async def reject_order(seen: SeenOrder, request: Request) -> OrderOut:
     """Not a problem, a duplicate, out of scope: ``rejected`` with the reason."""
+    body = await read_json(request, RejectIn, limit=MAX_TEXT_BODY_BYTES)
     return order_out(await seen.dispatch.reject(seen.order.number, seen.roles, body.reason))
 
 
-@router.post("/api/v1/orders/{number}/close", response_model=OrderOut, responses=_ERRORS)
-async def close_order(seen: SeenOrder, body: CloseIn, state: State) -> OrderOut:
+@router.post(
+    "/api/v1/orders/{number}/close", response_model=OrderOut, **json_body(CloseIn, _ERRORS)
+)
+async def close_order(seen: SeenOrder, request: Request, state: State) -> OrderOut:
     """Close it, with a note and maybe a photo of the fixed site (recorded as unverified)."""
     number = seen.order.number
     await seen.dispatch.check_can_close(number, seen.roles)
+    limit = photo_body_limit(state.app.settings.media.max_bytes)
+    body = await read_json(request, CloseIn, limit=limit)
     image_key: str | None = None
     if body.image is not None:
         data = decode_base64(body.image.data, state.app.settings.media.max_bytes)
@@ -158,9 +173,12 @@ async def close_order(seen: SeenOrder, body: CloseIn, state: State) -> OrderOut:
     return order_out(closed)
 
 
-@router.post("/api/v1/orders/{number}/reopen", response_model=OrderOut, responses=_ERRORS)
-async def reopen_order(seen: SeenOrder, body: ReopenIn) -> OrderOut:
+@router.post(
+    "/api/v1/orders/{number}/reopen", response_model=OrderOut, **json_body(ReopenIn, _ERRORS)
+)
+async def reopen_order(seen: SeenOrder, request: Request) -> OrderOut:
     """Not fixed after all: ``open`` again (the reporter within the reopen window, or staff)."""
+    body = await read_json(request, ReopenIn, limit=MAX_TEXT_BODY_BYTES)
     return order_out(await seen.dispatch.reopen(seen.order.number, seen.roles, body.reason))
 
 
@@ -168,9 +186,10 @@ async def reopen_order(seen: SeenOrder, body: ReopenIn) -> OrderOut:
     "/api/v1/orders/{number}/comments",
     response_model=OrderDetail,
     status_code=201,
-    responses=_ERRORS,
+    **json_body(CommentIn, _ERRORS),
 )
-async def comment_order(seen: SeenOrder, body: CommentIn) -> OrderDetail:
+async def comment_order(seen: SeenOrder, request: Request) -> OrderDetail:
     """A comment in the order's log; answers the order with its log."""
+    body = await read_json(request, CommentIn, limit=MAX_TEXT_BODY_BYTES)
     order = await seen.dispatch.comment(seen.order.number, seen.roles, body.text)
     return order_detail(order, await seen.dispatch.events(order.number))

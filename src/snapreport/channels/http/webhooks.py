@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from snapreport.channels.http.auth import CurrentCaller
-from snapreport.channels.http.body import read_json
+from snapreport.channels.http.body import json_body, read_json
 from snapreport.channels.http.schemas import (
     DeliveryList,
     DeliveryOut,
@@ -57,18 +57,7 @@ def _out(endpoint: Endpoint) -> WebhookOut:
     "/api/v1/webhooks",
     response_model=WebhookCreated,
     status_code=201,
-    responses={
-        **_ERRORS,
-        408: {"model": ErrorOut},
-        413: {"model": ErrorOut},
-        415: {"model": ErrorOut},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookIn"}}},
-        }
-    },
+    **json_body(WebhookIn, _ERRORS),
 )
 async def subscribe(request: Request, state: State, caller: CurrentCaller) -> WebhookCreated:
     """Subscribe a URL to order events; the answer carries its secret, shown this once."""
