@@ -10,11 +10,13 @@ a photo) is the photo's, the others' ``MAX_TEXT_BODY_BYTES``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel
 
 from snapreport.channels.http.auth import CurrentCaller
 from snapreport.channels.http.body import json_body, photo_body_limit, read_json
@@ -39,6 +41,7 @@ from snapreport.errors import InvalidInput
 from snapreport.orders.base import Order, OrderQuery, OrderStatus
 
 router = APIRouter(tags=["orders"])
+Route = TypeVar("Route", bound=Callable[..., Any])
 
 OrderNumber = Annotated[str, Path(min_length=1, max_length=64)]
 UserFilter = Annotated[str | None, Query(pattern=USER_ID_PATTERN)]
@@ -117,6 +120,13 @@ async def seen_order(number: OrderNumber, state: State, caller: CurrentCaller) -
 SeenOrder = Annotated[Seen, Depends(seen_order)]
 
 
+def action(name: str, body: type[BaseModel]) -> Callable[[Route], Route]:
+    """The route of the change ``name`` of an order, whose JSON body is a ``body`` (read by
+    the route with ``read_json``) and whose answer is the changed order."""
+    path = f"/api/v1/orders/{{number}}/{name}"
+    return router.post(path, response_model=OrderOut, **json_body(body, _ERRORS))
+
+
 @router.get("/api/v1/orders/{number}", response_model=OrderDetail, responses=_ERRORS)
 async def show_order(seen: SeenOrder) -> OrderDetail:
     """One order with its event log."""
@@ -130,27 +140,21 @@ async def accept_order(seen: SeenOrder) -> OrderOut:
     return order_out(await seen.dispatch.accept(seen.order.number, seen.roles))
 
 
-@router.post(
-    "/api/v1/orders/{number}/transfer", response_model=OrderOut, **json_body(TransferIn, _ERRORS)
-)
+@action("transfer", TransferIn)
 async def transfer_order(seen: SeenOrder, request: Request) -> OrderOut:
     """Hand the order to a team or a person (it waits for their acceptance)."""
     body = await read_json(request, TransferIn, limit=MAX_TEXT_BODY_BYTES)
     return order_out(await seen.dispatch.transfer(seen.order.number, seen.roles, body.to))
 
 
-@router.post(
-    "/api/v1/orders/{number}/reject", response_model=OrderOut, **json_body(RejectIn, _ERRORS)
-)
+@action("reject", RejectIn)
 async def reject_order(seen: SeenOrder, request: Request) -> OrderOut:
     """Not a problem, a duplicate, out of scope: ``rejected`` with the reason."""
     body = await read_json(request, RejectIn, limit=MAX_TEXT_BODY_BYTES)
     return order_out(await seen.dispatch.reject(seen.order.number, seen.roles, body.reason))
 
 
-@router.post(
-    "/api/v1/orders/{number}/close", response_model=OrderOut, **json_body(CloseIn, _ERRORS)
-)
+@action("close", CloseIn)
 async def close_order(seen: SeenOrder, request: Request, state: State) -> OrderOut:
     """Close it, with a note and maybe a photo of the fixed site (recorded as unverified)."""
     number = seen.order.number
@@ -173,9 +177,7 @@ async def close_order(seen: SeenOrder, request: Request, state: State) -> OrderO
     return order_out(closed)
 
 
-@router.post(
-    "/api/v1/orders/{number}/reopen", response_model=OrderOut, **json_body(ReopenIn, _ERRORS)
-)
+@action("reopen", ReopenIn)
 async def reopen_order(seen: SeenOrder, request: Request) -> OrderOut:
     """Not fixed after all: ``open`` again (the reporter within the reopen window, or staff)."""
     body = await read_json(request, ReopenIn, limit=MAX_TEXT_BODY_BYTES)
