@@ -326,10 +326,27 @@ def test_the_page_speaks_english_to_an_english_browser(
     expect(badge(page)).to_have_text("idle")
     expect(page.locator("#orders-list .order .chip")).to_have_text("open")
     shoot(page, artifacts / "desktop-english.png")
+
+    # the same problem again: the duplicate offer's answers are buttons, in English
+    page.set_input_files("#photo-input", scene(tmp_path / "again.png", blocked=True))
+    expect(badge(page)).to_have_text("waiting for location")
+    page.get_by_label("Message", exact=True).fill("Building 3, east stairs")
+    page.get_by_label("Message", exact=True).press("Enter")
+    quick_reply(page, "Confirm").click()
+    expect(transcript(page).locator(".bubble.assistant").last).to_contain_text("already an open")
+    choices = page.locator("#quick-replies button.choice")
+    expect(choices).to_have_text(["1. add", "2. file anyway"])
+    shoot(page, artifacts / "desktop-english-duplicate.png")
+    quick_reply(page, "1. add").click()
+    expect(transcript(page).locator(".bubble.assistant").last).to_contain_text("Added to work")
+    expect(badge(page)).to_have_text("idle")
+    expect(choices).to_have_count(0)
     context.close()
 
     [order] = api_orders(served)
     assert order["location"] == "Building 3, east stairs"
+    assert isinstance(order["image_keys"], list)
+    assert len(order["image_keys"]) == 2, "the second report's photo was added to the order"
 
 
 def test_the_type_question_as_buttons_and_labels_that_follow_the_replies(

@@ -161,6 +161,58 @@ async def test_the_same_place_typed_differently_is_offered_and_added_once(app: R
     assert await order_count(app) == 1
 
 
+@pytest.mark.parametrize("app", LANGUAGES, indirect=True)
+async def test_the_offer_carries_its_answers_as_choices_a_number_or_the_words_pick(
+    app: Running,
+) -> None:
+    language = app.ctx.settings.language
+    words, say = WORDS[language], load_texts(language)
+    answers = [say("duplicate.add"), say("duplicate.file_anyway")]
+    assert answers == [words["add"], words["anyway"]]  # the words the dialogue understands
+    chat = Chat(app.client)
+    first = await chat.filed("u1", words["yes"], place="A区北门")
+
+    # the offer lists its answers, numbered, and the answer offers them as choices
+    await chat.pending("u2", place="A区北门")
+    offered = await chat.text("u2", words["yes"])
+    assert offered["choices"] == answers
+    assert offered["language"] == language
+    assert reply(offered).endswith(f"\n1. {answers[0]}\n2. {answers[1]}")
+    # help keeps them (with how to answer); a yes again asks which, with the same choices
+    helped = await chat.text("u2", "帮助")
+    assert say("choice.hint", count=2) in reply(helped)
+    asked = await chat.text("u2", words["yes"])
+    assert (asked["state"], asked["choices"]) == ("waiting_confirm", answers)
+    # "1" (a button sends its number) adds the report to the order
+    merged = await chat.text("u2", "１")
+    assert (merged["state"], merged["choices"]) == ("idle", [])
+    assert merged["order"]["number"] == first["number"]
+    assert merged["order"]["also_reported_by"] == ["u2"]
+
+    # "2" files a new order
+    await chat.pending("u3", place="A区北门")
+    assert (await chat.text("u3", words["yes"]))["choices"] == answers
+    filed = await chat.text("u3", "2")
+    assert filed["state"] == "idle"
+    assert filed["order"]["number"] != first["number"]
+    assert filed["order"]["also_reported_by"] == []
+
+    # the choice's own text (the button's words) picks it too; a number out of range does not
+    await chat.pending("u4", place="A区北门")
+    offered = await chat.text("u4", words["yes"])
+    again = await chat.text("u4", "3")
+    assert (again["state"], again["order"]) == ("waiting_confirm", None)
+    assert (await chat.text("u4", words["yes"]))["choices"] == answers
+    merged = await chat.text("u4", offered["choices"][0])
+    assert merged["order"]["number"] == filed["order"]["number"]  # the newest of the two
+    assert merged["order"]["also_reported_by"] == ["u4"]
+    assert await order_count(app) == 2
+    # a number with no question pending is no answer: "1" at a plain confirmation is not a yes
+    await chat.pending("u5", place="B区南门")
+    plain = await chat.text("u5", "1")
+    assert (plain["state"], plain["order"], plain["choices"]) == ("waiting_confirm", None, [])
+
+
 def _offer(order: dict[str, Any]) -> dict[str, str]:
     return {
         "number": order["number"],

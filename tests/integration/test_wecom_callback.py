@@ -342,6 +342,30 @@ def test_the_type_question_is_a_short_numbered_list_and_a_number_answers(
     assert f"Type: {DEFAULT_ALARM_TYPES[5]}" in summary
 
 
+def test_the_duplicate_offer_is_a_numbered_list_and_a_number_answers(
+    server: WeComPusher, fake_wecom: FakeWeCom
+) -> None:
+    sent = 0
+    for user, photo in ((USER, "photo-6"), ("lisi", "photo-7")):
+        fake_wecom.add_media(photo, jpeg())
+        for push in (
+            server.image_xml(user, photo),
+            server.text_xml(user, "3号楼东侧楼梯间"),
+            server.text_xml(user, "确认"),
+        ):
+            accepted(server.push(push))
+            sent += 1
+            fake_wecom.wait_for_sent(sent)
+    first, offer = (m["text"]["content"] for m in fake_wecom.wait_for_sent(sent)[2::3])
+    number = re.search(r"WO-\d{8}-\d{4}", first)
+    assert number is not None
+    assert number.group() in offer
+    assert offer.splitlines()[-2:] == ["1. 追加", "2. 仍然上报"]
+    accepted(server.push(server.text_xml("lisi", "1")))
+    merged = fake_wecom.wait_for_sent(sent + 1)[sent]["text"]["content"]
+    assert f"已追加到工单 {number.group()}" in merged
+
+
 def test_location_while_waiting_for_it_moves_to_confirmation(
     server: WeComPusher, fake_wecom: FakeWeCom
 ) -> None:

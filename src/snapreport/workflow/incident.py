@@ -283,12 +283,13 @@ class IncidentAssistant:
             raise Rejected(texts("input.empty"))
         command = parse(text)
         trigger: Trigger = command.trigger
-        if (
-            trigger == "text"
-            and session.state == "idle"
-            and pick_choice(text, tuple(session.slots.choices)) is not None
-        ):
-            trigger = "choice"
+        offered = tuple(session.slots.choices)
+        if trigger == "text" and session.state == "idle" and pick_choice(text, offered) is not None:
+            trigger = "choice"  # an order of the numbered list to close (or a number out of it)
+        elif trigger == "text" and (picked := pick_choice(text, offered)):
+            # an answer the last reply offered, by its number: it means what its words mean
+            command = parse(picked)
+            trigger = command.trigger
         elif (
             trigger == "text"
             and session.state == "waiting_location"

@@ -8,7 +8,7 @@ against the table.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Final
@@ -151,6 +151,11 @@ class Rejected(Exception):  # control flow, not an error a caller sees
 def fit(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, with an ellipsis if it was cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def numbered(ctx: Context, names: Sequence[str]) -> list[str]:
+    """``names`` as a numbered list, a line each (``1. 漏水``): how a reply lists its choices."""
+    return [ctx.say("choice.item", index=i, name=name) for i, name in enumerate(names, 1)]
 
 
 def check_location(ctx: Context, value: str) -> str:

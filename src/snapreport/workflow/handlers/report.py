@@ -23,6 +23,7 @@ from snapreport.workflow.handlers.context import (
     analyse,
     check_location,
     fit,
+    numbered,
     summary,
 )
 from snapreport.workflow.handlers.shared import cancel
@@ -60,8 +61,11 @@ def _ask_type(ctx: Context, lines: list[str]) -> Step:
     is still the location, so nobody is held up by the question."""
     catalog = ctx.services.catalog
     ctx.slots.awaiting = "type"
-    listing = [ctx.say("type.item", index=i, name=name) for i, name in enumerate(catalog, 1)]
-    question = [ctx.say("report.ask_type"), *listing, ctx.say("report.ask_type_hint")]
+    question = [
+        ctx.say("report.ask_type"),
+        *numbered(ctx, catalog),
+        ctx.say("report.ask_type_hint"),
+    ]
     return Step("waiting_location", ("\n".join([*lines, *question]),), choices=catalog)
 
 
@@ -135,12 +139,9 @@ async def correct_type(ctx: Context) -> Step:
     catalog = ctx.services.catalog
     chosen = _pick_type(ctx.arg, catalog)
     if chosen is None:
-        listing = "\n".join(
-            ctx.say("type.item", index=i, name=name) for i, name in enumerate(catalog, 1)
-        )
         key = "type.unknown" if ctx.arg else "type.choose"
         heading = ctx.say(key, value=fit(ctx.arg, MAX_ECHO_CHARS))
-        return Step(ctx.state, ("\n".join([heading, listing]),))
+        return Step(ctx.state, ("\n".join([heading, *numbered(ctx, catalog)]),))
     ctx.slots.alarm_type = chosen
     ctx.slots.awaiting = ""
     updated = ctx.say("type.updated", alarm_type=chosen)
@@ -325,7 +326,7 @@ async def _offer_duplicate(ctx: Context) -> Step | None:
     slots = ctx.slots
     signature = _signature(slots)
     if slots.duplicate_of and slots.duplicate_checked == signature:
-        return Step("waiting_confirm", (ctx.say("duplicate.choose", number=slots.duplicate_of),))
+        return _ask_duplicate(ctx, ctx.say("duplicate.choose", number=slots.duplicate_of))
     services = ctx.services
     if ctx.message is not None and await services.orders.written_by(ctx.message) is not None:
         return None
@@ -334,14 +335,23 @@ async def _offer_duplicate(ctx: Context) -> Step | None:
     slots.duplicate_of = "" if found is None else found.number
     if found is None:
         return None
-    reply = ctx.say(
+    question = ctx.say(
         "duplicate.offer",
         number=found.number,
         alarm_type=found.alarm_type,
         location=fit(found.location, MAX_ECHO_CHARS),
         created=found.created_at.strftime("%Y-%m-%d %H:%M UTC"),
     )
-    return Step("waiting_confirm", (reply,))
+    return _ask_duplicate(ctx, question)
+
+
+def _ask_duplicate(ctx: Context, question: str) -> Step:
+    """The question and its two answers, numbered and offered as choices (in the reply's
+    language): by its number or its words, the next message picks ``追加`` or ``仍然上报``."""
+    answers = (ctx.say("duplicate.add"), ctx.say("duplicate.file_anyway"))
+    ctx.slots.choices = list(answers)
+    reply = "\n".join([question, *numbered(ctx, answers)])
+    return Step("waiting_confirm", (reply,), choices=answers)
 
 
 async def merge_report(ctx: Context) -> Step:

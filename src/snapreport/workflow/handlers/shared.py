@@ -43,8 +43,9 @@ async def show_help(ctx: Context) -> Step:
     lines = [ctx.say(f"help.{ctx.state}", number=ctx.slots.order_id)]
     if ctx.state == "waiting_close_photo" and ctx.slots.close_attempts > 0:
         lines.append(ctx.say("close.force_hint"))
-    if ctx.choices:
-        lines.append(ctx.say("close.choose_hint", count=len(ctx.choices)))
+    if ctx.choices:  # the orders to close in idle; elsewhere the answers a question offered
+        hint = "close.choose_hint" if ctx.state == "idle" else "choice.hint"
+        lines.append(ctx.say(hint, count=len(ctx.choices)))
     return Step(ctx.state, ("\n".join(lines),))
 
 
