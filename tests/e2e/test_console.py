@@ -16,6 +16,7 @@ import asyncio
 import base64
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -154,6 +155,33 @@ def file_order(
     return body
 
 
+def chat_report(console: Console, location: str, widths: tuple[int, ...]) -> str:
+    """A report of a blocked exit with one photo per width (``再发一张`` before each further
+    one), through the chat as alice; the new order's number."""
+    sent: list[dict[str, Any]] = []
+
+    def send(**body: Any) -> dict[str, Any]:
+        answer = httpx.post(
+            f"{console.url}/api/v1/messages",
+            json={"user_id": "alice", "message_id": uuid.uuid4().hex, **body},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        )
+        assert answer.status_code == 200, answer.text
+        sent.append(answer.json())
+        return sent[-1]
+
+    for i, width in enumerate(widths):
+        if i:
+            send(text="再发一张")
+        send(image={"data": base64.b64encode(png_bytes(width, 24)).decode(), "mime": "image/png"})
+    send(text="类型 消防通道堵塞")
+    send(text=location)
+    order = send(text="确认")["order"]
+    assert len(order["image_keys"]) == len(widths), order
+    number: str = order["number"]
+    return number
+
+
 class SignIn(Protocol):
     def __call__(
         self,
@@ -247,9 +275,8 @@ def test_filter_accept_close_with_a_photo_and_reopen(
     sign_in: SignIn, console: Console, screen: str
 ) -> None:
     place = f"A区{screen}门"
-    order = file_order(console, place)
+    number = chat_report(console, place, (32, 48))
     other = file_order(console, f"3号楼{screen}侧")
-    number = order["number"]
     page, errors = sign_in("lisi", screen)
     # opens on open and accepted orders of the member's team
     expect(row(page, number)).to_be_visible()
@@ -265,10 +292,12 @@ def test_filter_accept_close_with_a_photo_and_reopen(
     detail = page.locator("#detail")
     expect(detail.locator('[data-field="location"]')).to_have_text(place)
     expect(detail.locator('[data-field="sla"]')).to_contain_text("剩余")
-    before = detail.get_by_role("img", name=f"工单 {number} 的上报照片")
-    expect(before).to_be_visible()
-    expect(before).to_have_js_property("complete", True)
-    assert before.evaluate("img => img.naturalWidth") == 32
+    # both photos of the report, each with its own alt text
+    for index, width in enumerate((32, 48), 1):
+        before = detail.get_by_role("img", name=f"工单 {number} 的上报照片（{index}/2）")
+        expect(before).to_be_visible()
+        expect(before).to_have_js_property("complete", True)
+        assert before.evaluate("img => img.naturalWidth") == width
     # a member may accept (and comment), not transfer or reject
     actions = page.get_by_role("group", name="操作")
     expect(actions.get_by_role("button")).to_have_text(["接单", "备注"])

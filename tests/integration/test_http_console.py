@@ -168,6 +168,88 @@ async def test_photos_before_and_after_to_whoever_sees_the_order(app: Running) -
     assert bad.status_code == 422
 
 
+async def chat_report(app: Running, user: str, photos: list[tuple[bytes, str]]) -> str:
+    """A report with several photos through the chat (``再发一张`` before each further one),
+    at A区北门; the new order's number."""
+    sent = 0
+
+    async def send(**body: Any) -> dict[str, Any]:
+        nonlocal sent
+        sent += 1
+        answer = await app.client.post(
+            "/api/v1/messages",
+            json={"user_id": user, "message_id": f"{user}-{sent}", **body},
+            headers=bearer(API_TOKEN),
+        )
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    for i, (data, mime) in enumerate(photos):
+        if i:
+            await send(text="再发一张")
+        await send(image={"data": b64(data), "mime": mime})
+    await send(text="A区北门")
+    filed = await send(text="确认")
+    assert len(filed["order"]["image_keys"]) == len(photos), filed
+    number: str = filed["order"]["number"]
+    return number
+
+
+async def test_every_report_photo_by_its_index(app: Running) -> None:
+    first, second, third = png_bytes(32, 24), jpeg_bytes(40, 30), png_bytes(20, 20)
+    number = await chat_report(
+        app, "zhangsan", [(first, "image/png"), (second, "image/jpeg"), (third, "image/png")]
+    )
+    client = app.client
+    base = f"/api/v1/orders/{number}/photos/report"
+    sizes = []
+    for index, mime in enumerate(("image/png", "image/jpeg", "image/png")):
+        # the reporter and a member of the team, who neither reported nor was assigned it
+        for who in ("zhangsan", "wangwu"):
+            shown = await client.get(f"{base}?index={index}", headers=as_user(who))
+            assert (shown.status_code, shown.headers["content-type"]) == (200, mime), who
+        sizes.append(len(shown.content))
+    assert len(set(sizes)) == 3  # three different photos
+    # no index: the first, exactly as before
+    default = await client.get(base, headers=as_user("wangwu"))
+    first_shown = await client.get(f"{base}?index=0", headers=as_user("wangwu"))
+    assert default.content == first_shown.content
+    # out of range: 404 naming the range; a bad value: 422 naming the parameter
+    beyond = await client.get(f"{base}?index=3", headers=as_user("wangwu"))
+    assert (beyond.status_code, beyond.json()["error"]["code"]) == (404, "media_not_found")
+    assert "index 3 is out of range (0-2)" in beyond.json()["error"]["message"]
+    for bad in ("-1", "two", "1.5"):
+        refused = await client.get(f"{base}?index={bad}", headers=as_user("wangwu"))
+        assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_request")
+        assert "index" in refused.json()["error"]["message"], bad
+    # the close photo is one: index 0 is it, index 1 is out of range
+    none = await client.get(f"/api/v1/orders/{number}/photos/close?index=0", headers=ADMIN)
+    assert (none.status_code, none.json()["error"]["message"]) == (
+        404,
+        f"{number} has no close photo",
+    )
+    closed = await client.post(
+        f"/api/v1/orders/{number}/close",
+        json={"note": "修好了", "image": {"data": b64(jpeg_bytes(50, 40)), "mime": "image/jpeg"}},
+        headers=as_user("zhaoliu"),
+    )
+    assert closed.status_code == 200, closed.text
+    after = await client.get(f"/api/v1/orders/{number}/photos/close?index=0", headers=ADMIN)
+    assert (after.status_code, after.headers["content-type"]) == (200, "image/jpeg")
+    beyond = await client.get(f"/api/v1/orders/{number}/photos/close?index=1", headers=ADMIN)
+    assert beyond.status_code == 404
+    assert "index 1 is out of range (0-0)" in beyond.json()["error"]["message"]
+    # whoever may not see the order gets 404 whatever the index, as without one
+    for who in ("pm1", "mallory"):
+        for query in ("", "?index=1", "?index=7"):
+            hidden = await client.get(base + query, headers=as_user(who))
+            assert (hidden.status_code, hidden.json()["error"]["code"]) == (
+                404,
+                "order_not_found",
+            ), (who, query)
+
+
 async def test_status_may_be_repeated(app: Running) -> None:
     first = (await file_order(app, "A区一"))["number"]
     second = (await file_order(app, "A区二"))["number"]

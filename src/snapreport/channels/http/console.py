@@ -9,7 +9,8 @@ beyond the Staff API's answer.
 - ``GET /api/v1/orders/{number}/notifications``: the notifications sent about the order.
 - ``GET /api/v1/orders/{number}/photos/{which}``: its photo before (``report``) or after
   (``close``), to anyone who may see the order (without metadata unless the admin token is used,
-  as every photo answer: ``photos.py``).
+  as every photo answer: ``photos.py``); ``?index=N`` picks one of several report photos
+  (``image_keys``, 0-based; without it, the first).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
@@ -120,13 +121,23 @@ async def order_photo(
     request: Request,
     state: State,
     caller: CurrentCaller,
+    index: Annotated[
+        int | None,
+        Query(ge=0, description="which of the photos, 0-based (a report may have several)"),
+    ] = None,
 ) -> Response:
-    """The order's photo: ``report`` (before) or ``close`` (after)."""
+    """The order's photo: ``report`` (before) or ``close`` (after); ``index`` picks one of the
+    report's photos (``image_keys``), the first without it."""
     order = await state.app.dispatch.visible(number, caller.roles)
-    key = order.image_key if which == "report" else order.close_image_key
-    if not key:
+    keys = order.image_keys if which == "report" else tuple(filter(None, [order.close_image_key]))
+    if not keys:
         raise MediaNotFound(f"{order.number} has no {which} photo")
-    return await photo_response(request, state.app.media, key)
+    if index is not None and index >= len(keys):
+        raise MediaNotFound(
+            f"{order.number} has {len(keys)} {which} photo(s): index {index} is out of range "
+            f"(0-{len(keys) - 1})"
+        )
+    return await photo_response(request, state.app.media, keys[index or 0])
 
 
 def serve_console(app: FastAPI, page_file: FilePath) -> None:

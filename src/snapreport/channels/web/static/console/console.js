@@ -426,7 +426,7 @@ function showDetail(order, actions, sent) {
     ...fact("close_verified", order.status === "closed" ? T.verified[String(order.close_verified)] : null),
     ...fact("reject_reason", order.reject_reason),
   );
-  el.photos.replaceChildren(photo(order, "report", order.image_key), photo(order, "close", order.close_image_key));
+  el.photos.replaceChildren(...photos(order));
   el.actions.replaceChildren(
     ...actions.map((action) =>
       node("button", {
@@ -461,15 +461,26 @@ function showDetail(order, actions, sent) {
   );
 }
 
-function photo(order, which, key) {
-  const label = which === "report" ? T.before : T.after;
+function photos(order) {
+  // every photo of the report (merged reports' too), then the close photo
+  const reported = order.image_keys?.length ? order.image_keys : [order.image_key];
+  return [
+    ...reported.map((key, index) => photo(order, "report", key, index, reported.length)),
+    photo(order, "close", order.close_image_key, 0, 1),
+  ];
+}
+
+function photo(order, which, key, index, count) {
+  const kind = which === "report" ? T.before : T.after;
+  const label = count > 1 ? format(T.photoNth, { which: kind, index: index + 1, count }) : kind;
   const figure = node("figure", { className: "photo" }, [node("figcaption", { text: label })]);
   if (!key) {
     figure.append(node("p", { className: "hint", text: T.noPhoto }));
     return figure;
   }
   // the key in the query: a new close photo after a reopen is a new address (photos are cached)
-  const src = `/api/v1/orders/${encodeURIComponent(order.number)}/photos/${which}?v=${encodeURIComponent(key)}`;
+  const number = encodeURIComponent(order.number);
+  const src = `/api/v1/orders/${number}/photos/${which}?index=${index}&v=${encodeURIComponent(key)}`;
   const image = node("img", {
     attrs: { src, alt: format(T.photoAlt, { number: order.number, which: label }), loading: "lazy" },
   });
