@@ -42,6 +42,7 @@ from snapreport.session.stores.base import SessionStore
 from snapreport.timers.base import ExpiryTimers
 from snapreport.vision.base import VisionModel
 from snapreport.workflow.incident import IncidentAssistant
+from snapreport.workflow.languages import ChosenLanguages
 from snapreport.workflow.texts import load_texts
 
 if TYPE_CHECKING:
@@ -514,6 +515,7 @@ async def build(
             vision=vision,
             media=media,
             orders=dispatch,
+            languages=ChosenLanguages(kv, clock=clock),
             catalog=tuple(settings.alarm_types),
             language=settings.language,
             links=identity.links,

@@ -22,6 +22,8 @@ from snapreport.config import DEFAULT_ALARM_TYPES
 from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.dispatch.rules import Rules
 from snapreport.errors import StoreUnavailable
+from snapreport.kv.base import KeyValueStore
+from snapreport.kv.memory import MemoryKeyValueStore
 from snapreport.media.local import LocalMediaStore
 from snapreport.orders.base import (
     Announce,
@@ -45,12 +47,14 @@ from snapreport.orders.base import (
 from snapreport.orders.repository import SqlOrderRepository
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.model import Session, State
+from snapreport.session.stores.base import SessionStore
 from snapreport.session.stores.memory import MemorySessionStore
 from snapreport.vision.base import VisionModel
 from snapreport.vision.manual import ManualVision
 from snapreport.vision.openai_compat import OpenAICompatVision
 from snapreport.workflow.events import Event, ImageEvent, LocationEvent, Outcome, TextEvent
 from snapreport.workflow.incident import IncidentAssistant
+from snapreport.workflow.languages import ChosenLanguages
 from snapreport.workflow.texts import load_texts
 from tests.harness.clock import FakeClock
 
@@ -188,10 +192,14 @@ async def dialogue(
     catalog: Sequence[str] = DEFAULT_ALARM_TYPES,
     wrap_orders: Callable[[SqlOrderRepository], OrderRepository] | None = None,
     rules: Rules | None = None,
+    store: SessionStore | None = None,
+    kv: KeyValueStore | None = None,
 ) -> AsyncIterator[Kit]:
     """The assistant on real adapters; ``wrap_orders`` may put a failing store in front;
-    ``rules`` are the dispatch rules (default: none)."""
-    store = MemorySessionStore(clock=clock)
+    ``rules`` are the dispatch rules (default: none); ``store`` and ``kv`` the session and
+    key-value stores (default: in memory), closed at the end."""
+    store = store if store is not None else MemorySessionStore(clock=clock)
+    kv = kv if kv is not None else MemoryKeyValueStore(clock=clock)
     engine = SessionEngine(store, EngineConfig(ttl_seconds=TTL_SECONDS), clock=clock)
     media_root = tmp_path / "media"
     media = LocalMediaStore(media_root)
@@ -210,6 +218,7 @@ async def dialogue(
         vision=model,
         media=media,
         orders=dispatch,
+        languages=ChosenLanguages(kv, clock=clock),
         catalog=catalog,
         language=language,
     )
@@ -219,6 +228,7 @@ async def dialogue(
         await orders.aclose()
         await model.aclose()
         await media.aclose()
+        await kv.aclose()
         await store.aclose()
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from snapreport.config import DEFAULT_ALARM_TYPES
 from snapreport.session.model import SessionCodec, Slots
+from tests.harness.clock import FakeClock
 from tests.harness.fake_vlm import FakeVLM
 from tests.integration.http_kit import (
     ADMIN_TOKEN,
@@ -435,3 +436,27 @@ def test_a_session_stored_before_the_language_field_still_loads() -> None:
     )
     session.language = "en"
     assert SessionCodec().decode("u1", SessionCodec().encode(session)).language == "en"
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+async def test_the_chosen_language_outlives_the_session_on_every_store(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    session: dict[str, Any] = {"backend": backend}
+    if backend == "redis":
+        session["url"] = request.getfixturevalue("redis_url")
+        session["key_prefix"] = request.getfixturevalue("redis_prefix")
+    clock = FakeClock()
+    settings = make_settings(tmp_path, api_token=API_TOKEN, session=session)
+    async with running(settings, clock=clock) as r:
+        chat = Chat(r)
+        await chat.text("English", "anna")
+        await chat.text("help", "bob", language="en-GB")  # a hint, not a choice
+        clock.advance(settings.session.ttl_seconds + 60)
+        await r.ctx.engine.purge_expired()
+        assert await r.ctx.engine.peek("anna") is None  # the session is gone
+        answer = await chat.text("help", "anna", language="zh-CN")
+        assert answer["language"] == "en"  # her choice, ahead of the hint
+        assert "You can" in said(answer)
+        assert (await chat.text("help", "bob"))["language"] == "zh-CN"
+        assert (await chat.text("help", "carl"))["language"] == "zh-CN"

@@ -12,12 +12,14 @@ from snapreport.config import DEFAULT_ALARM_TYPES
 from snapreport.dispatch.lifecycle import Dispatch
 from snapreport.dispatch.rules import Rules
 from snapreport.errors import ConfigurationError
+from snapreport.kv.memory import MemoryKeyValueStore
 from snapreport.media.local import LocalMediaStore
 from snapreport.orders.repository import SqlOrderRepository
 from snapreport.session.engine import EngineConfig, SessionEngine
 from snapreport.session.stores.memory import MemorySessionStore
 from snapreport.vision.manual import ManualVision
 from snapreport.workflow.incident import IncidentAssistant
+from snapreport.workflow.languages import ChosenLanguages
 from snapreport.workflow.texts import load_texts
 from tests.harness.clock import FakeClock
 
@@ -38,6 +40,7 @@ async def build(
             vision=ManualVision(),
             media=LocalMediaStore(tmp_path / "media"),
             orders=Dispatch(orders, Rules(), texts=load_texts(language), clock=clock),
+            languages=ChosenLanguages(MemoryKeyValueStore(clock=clock), clock=clock),
             catalog=catalog,
             language=language,
         )

@@ -71,6 +71,7 @@ from snapreport.workflow.handlers.context import (
     Step,
     Upload,
 )
+from snapreport.workflow.languages import ChosenLanguages
 from snapreport.workflow.states import TRANSITIONS, Route, build_routes, route
 from snapreport.workflow.texts import DEFAULT_LANGUAGE, Texts, load_texts
 from snapreport.workflow.triggers import Trigger
@@ -114,6 +115,7 @@ class IncidentAssistant:
         vision: VisionModel,
         media: MediaStore,
         orders: Dispatch,
+        languages: ChosenLanguages,
         catalog: Sequence[str] = DEFAULT_ALARM_TYPES,
         language: str = DEFAULT_LANGUAGE,
         max_text_chars: int = MAX_TEXT_CHARS,
@@ -129,6 +131,7 @@ class IncidentAssistant:
             texts=load_texts(language),
             catalog=_check_catalog(catalog),
             ttl_seconds=engine.config.ttl_seconds,
+            languages=languages,
             links=links,
             text_timeout_seconds=text_timeout_seconds,
         )
@@ -153,8 +156,9 @@ class IncidentAssistant:
         """Handle one user message within one session turn and answer it. With ``origin``,
         the orders it writes are keyed by it: sent again, it answers with the same order.
         ``language`` is the channel's hint (a browser's language, say "en-GB"): it chooses
-        the reply language of a session that has none yet (``中文`` / ``English`` choose it
-        at any time), and the session remembers it.
+        the reply language of a session that has none yet, unless the user chose one before
+        (``中文`` / ``English`` choose it at any time, and that choice outlives the session);
+        the session remembers it.
 
         Raises what the session engine raises (``InvalidUserId``, ``SessionBusy``,
         ``StoreUnavailable``, ``LockLost``) and what the ports raise besides the refusals the
@@ -171,7 +175,7 @@ class IncidentAssistant:
     async def _handle(
         self, session: Session, event: Event, message: MessageKey | None, hint: str | None
     ) -> Outcome:
-        texts = self._texts(session, hint)
+        texts = await self._texts(session, hint)
         notices: tuple[str, ...] = ()
         if session.expired_from is not None:
             notices = await self._expiry_notice(session, texts)
@@ -201,9 +205,12 @@ class IncidentAssistant:
             language=texts.language,
         )
 
-    def _texts(self, session: Session, hint: str | None) -> Texts:
-        """The session's language; a session without one takes the channel's hint, if it
-        names a language we speak, and remembers it."""
+    async def _texts(self, session: Session, hint: str | None) -> Texts:
+        """The session's language. A new session (never stored: version 0) takes the one the
+        user chose before, if any; a session still without one takes the channel's hint, if
+        it names a language we speak. The session keeps what it took."""
+        if not session.language and session.version == 0:
+            session.language = await self._services.languages.recall(session.user_id) or ""
         if not session.language:
             hinted = language_of(hint)
             if hinted is not None:

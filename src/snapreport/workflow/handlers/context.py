@@ -21,6 +21,7 @@ from snapreport.media.base import MediaStore, StoredImage
 from snapreport.orders.base import MessageKey, Order
 from snapreport.session.model import Session, Slots, State
 from snapreport.vision.base import UNCLASSIFIED, Analysis, Image, PreparedImage, VisionModel
+from snapreport.workflow.languages import ChosenLanguages
 from snapreport.workflow.texts import LANGUAGES, Texts, load_texts
 from snapreport.workflow.triggers import Trigger
 
@@ -43,6 +44,7 @@ class Services:
     texts: Texts  # the default language's
     catalog: tuple[str, ...]
     ttl_seconds: float
+    languages: ChosenLanguages  # what users chose, beyond their sessions
     links: SignInLinkIssuer | None = None  # None: this assistant issues no sign-in links
     text_timeout_seconds: float = 8.0  # the most understanding a free text may take
 

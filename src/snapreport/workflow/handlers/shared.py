@@ -81,8 +81,10 @@ def _order_list(ctx: Context, orders: Sequence[Order]) -> str:
 
 
 async def set_language(ctx: Context) -> Step:
-    """``中文`` / ``English``: answer in that language from now on; the state stays."""
+    """``中文`` / ``English``: answer in that language from now on, in this session and the
+    next ones (remembered beyond the session); the state stays."""
     ctx.keep_choices()
+    await ctx.services.languages.remember(ctx.user_id, ctx.arg)
     ctx.session.language = ctx.arg
     ctx.texts = ctx.services.texts_for(ctx.arg)
     return Step(ctx.state, (ctx.say("language.set"),), choices=ctx.choices)
