@@ -186,6 +186,21 @@ async def test_a_pending_report_that_expires_gets_one_notice(
     assert len(recorder.sent) == 1
 
 
+async def test_the_notice_speaks_the_language_the_user_chose(
+    ctx: App, notifier: ExpiryNotifier, recorder: Recorder, clock: FakeClock
+) -> None:
+    await turn(ctx, notifier, TextEvent("English"))
+    await turn(ctx, notifier, ImageEvent(jpeg(), "image/jpeg"))
+    await turn(ctx, notifier, TextEvent("中文"), user="lisi")
+    await turn(ctx, notifier, ImageEvent(jpeg(), "image/jpeg"), user="lisi")
+    clock.advance(601)
+    assert await notifier.run_once() == 2
+    sent = dict(recorder.sent)
+    assert "pending report" in sent[USER]
+    assert "10 minutes" in sent[USER]
+    assert REPORT_NOTICE in sent["lisi"]
+
+
 async def test_after_the_notice_the_next_message_does_not_repeat_it(
     ctx: App, notifier: ExpiryNotifier, recorder: Recorder, clock: FakeClock
 ) -> None:

@@ -120,9 +120,9 @@ class ExpiryNotifier:
         expired = await self._reset_expired(user_id)
         if expired is None:
             return False
-        text = notice_text(
-            expired, ttl_seconds=self._engine.config.ttl_seconds, language=self._language
-        )
+        # in the language the user's session spoke, else the service's
+        language = info.session.language or self._language
+        text = notice_text(expired, ttl_seconds=self._engine.config.ttl_seconds, language=language)
         await self._send(user_id, text)
         log.info("expiry_notice_sent", expired_state=expired.state)
         return True
