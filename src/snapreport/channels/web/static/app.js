@@ -3,7 +3,7 @@
 
 import { ApiError, callApi, newMessageId } from "./api.js";
 import { NotificationFeed } from "./notifications.js";
-import { format, pickTexts } from "./texts.js";
+import { format, pickTexts, translatePage } from "./texts.js";
 
 const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp"];
 // the server's user-id rule, filled into the page by the server (one rule, not a copy)
@@ -86,20 +86,7 @@ function timeLabel(date = new Date()) {
 }
 
 function applyTexts() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  document.title = `${T.title} · snapreport`;
-  for (const node of document.querySelectorAll("[data-i18n]")) {
-    node.textContent = T[node.dataset.i18n];
-  }
-  for (const node of document.querySelectorAll("[data-i18n-placeholder]")) {
-    node.placeholder = T[node.dataset.i18nPlaceholder];
-  }
-  for (const node of document.querySelectorAll("[data-i18n-title]")) {
-    node.title = T[node.dataset.i18nTitle];
-  }
-  for (const node of document.querySelectorAll("[data-i18n-aria-label]")) {
-    node.setAttribute("aria-label", T[node.dataset.i18nAriaLabel]);
-  }
+  translatePage(T, lang === "zh" ? "zh-CN" : "en");
   el.transcript.setAttribute("aria-label", T.transcript);
   el.badge.title = T.stateTitle;
 }

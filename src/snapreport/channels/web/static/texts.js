@@ -145,3 +145,21 @@ export function pickTexts(language = navigator.language || "zh") {
 export function format(template, values) {
   return template.replace(/\{(\w+)\}/g, (_, key) => String(values[key] ?? ""));
 }
+
+/** Put the texts of `T` into the page: the title, and every element's text, placeholder, title
+ * and aria-label named by its `data-i18n`, `data-i18n-placeholder`, `data-i18n-title` and
+ * `data-i18n-aria-label` attribute. */
+export function translatePage(T, locale) {
+  document.documentElement.lang = locale;
+  document.title = `${T.title} · snapreport`;
+  const attributes = [
+    ["i18n", (node, text) => (node.textContent = text)],
+    ["i18nPlaceholder", (node, text) => (node.placeholder = text)],
+    ["i18nTitle", (node, text) => (node.title = text)],
+    ["i18nAriaLabel", (node, text) => node.setAttribute("aria-label", text)],
+  ];
+  for (const [key, put] of attributes) {
+    const selector = `[data-${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}]`;
+    for (const node of document.querySelectorAll(selector)) put(node, T[node.dataset[key]]);
+  }
+}

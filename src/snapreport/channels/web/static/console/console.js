@@ -3,7 +3,7 @@
 // text from the server is rendered with textContent.
 
 import { ApiError, callApi } from "../api.js";
-import { format } from "../texts.js";
+import { format, translatePage } from "../texts.js";
 import { Dashboard } from "./dashboard.js";
 import { pickLanguage, rememberLanguage, TEXTS } from "./texts.js";
 
@@ -134,17 +134,7 @@ function clearError() {
 }
 
 function applyTexts() {
-  document.documentElement.lang = locale;
-  document.title = `${T.title} · snapreport`;
-  for (const item of document.querySelectorAll("[data-i18n]")) {
-    item.textContent = T[item.dataset.i18n];
-  }
-  for (const item of document.querySelectorAll("[data-i18n-placeholder]")) {
-    item.placeholder = T[item.dataset.i18nPlaceholder];
-  }
-  for (const item of document.querySelectorAll("[data-i18n-aria-label]")) {
-    item.setAttribute("aria-label", T[item.dataset.i18nAriaLabel]);
-  }
+  translatePage(T, locale);
   for (const item of document.querySelectorAll("[data-status]")) {
     item.textContent = statusText(item.dataset.status);
   }
