@@ -336,6 +336,10 @@ def test_the_page_speaks_english_to_an_english_browser(
     expect(transcript(page).locator(".bubble.assistant").last).to_contain_text("already an open")
     choices = page.locator("#quick-replies button.choice")
     expect(choices).to_have_text(["1. add", "2. file anyway"])
+    # the choices answer it: no "Confirm" that would only ask again; "Cancel" stays
+    expect(page.locator("#quick-replies button")).to_have_text(
+        ["1. add", "2. file anyway", "Cancel"]
+    )
     shoot(page, artifacts / "desktop-english-duplicate.png")
     quick_reply(page, "1. add").click()
     expect(transcript(page).locator(".bubble.assistant").last).to_contain_text("Added to work")

@@ -284,7 +284,8 @@ function choiceButton(choice, index) {
 }
 
 function renderQuickReplies() {
-  const keys = [...(QUICK_REPLIES[app.state] ?? [])];
+  // while choices answer the question, "yes" would only ask it again
+  const keys = (QUICK_REPLIES[app.state] ?? []).filter((key) => !app.choices.length || key !== "yes");
   if (app.state === "waiting_close_photo" && app.closePhotoRejected) keys.unshift("forceClose");
   el.quick.replaceChildren(
     ...app.choices.map(choiceButton),
