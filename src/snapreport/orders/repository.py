@@ -30,11 +30,13 @@ from sqlalchemy import (
     Select,
     and_,
     any_,
+    false,
     func,
     or_,
     select,
     text,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -231,8 +233,9 @@ def _check_report_photos(report: NewReport) -> None:
         raise InvalidInput(f"a report has at most {MAX_ORDER_PHOTOS} photos")
 
 
-def _involving(user_id: str, postgres: bool) -> ColumnElement[bool]:
-    """The user reported the order, is assigned to it, or their report was merged into it.
+def _involvement(user_id: str, postgres: bool) -> tuple[ColumnElement[bool], ...]:
+    """The ways a user is involved in an order: they reported it, are assigned to it, or their
+    report was merged into it.
 
     The merged orders are an uncorrelated id list: on PostgreSQL ``id = ANY(ARRAY(...))``, which
     joins the reporter and assignee indexes in one bitmap (a correlated EXISTS would be checked
@@ -243,7 +246,12 @@ def _involving(user_id: str, postgres: bool) -> ColumnElement[bool]:
         if postgres
         else WorkOrderRow.id.in_(merged)
     )
-    return or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id, merged_into)
+    return WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id, merged_into
+
+
+def _involving(user_id: str, postgres: bool) -> ColumnElement[bool]:
+    """The user is involved in the order in any of the ways of ``_involvement``."""
+    return or_(*_involvement(user_id, postgres))
 
 
 def _same(column: InstrumentedAttribute[str | None], value: str | None) -> ColumnElement[bool]:
@@ -295,10 +303,17 @@ def _text_matches(text: str, limit: int) -> Select[Any]:
 
 
 def _filtered(
-    query: OrderQuery, *, postgres: bool, text_ids: Sequence[int] | None = None
+    query: OrderQuery,
+    *,
+    postgres: bool,
+    first: int,
+    text_ids: Sequence[int] | None = None,
+    created_ids: ColumnElement[bool] | None = None,
 ) -> Select[WorkOrderRow]:
-    """``query`` as a statement, newest first; ``text_ids``: the orders matching its text,
-    found beforehand (else the text is matched row by row)."""
+    """``query`` as a statement, newest first, exact for its ``first`` rows (offset and
+    limit within them); ``text_ids``: the orders matching its text, found beforehand (else
+    the text is matched row by row); ``created_ids``: a condition on ``id`` that every order
+    of its created range meets (``_created_ids``)."""
     statement = select(WorkOrderRow)
     if query.statuses:
         statement = statement.where(WorkOrderRow.status.in_(query.statuses))
@@ -322,6 +337,8 @@ def _filtered(
         statement = statement.where(WorkOrderRow.created_at >= query.created_from)
     if query.created_to is not None:
         statement = statement.where(WorkOrderRow.created_at < query.created_to)
+    if created_ids is not None:
+        statement = statement.where(created_ids)
     if text_ids is not None:
         statement = statement.where(WorkOrderRow.id.in_(text_ids))
     elif query.text is not None:
@@ -335,13 +352,40 @@ def _filtered(
         )
     if query.overdue_at is not None:
         statement = statement.where(_overdue(query.overdue_at))
-    if query.involving is not None:
-        statement = statement.where(_involving(query.involving, postgres))
-    if query.visible_to is not None:
-        statement = statement.where(_seen_by(*query.visible_to, postgres=postgres))
     if query.after_id is not None:
         statement = statement.where(WorkOrderRow.id < query.after_id)
-    return statement.order_by(WorkOrderRow.id.desc())
+    involved, seen = _scope(query)
+    if seen is not None:
+        statement = statement.where(_seen_by(*seen, postgres=postgres))
+    statement = statement.order_by(WorkOrderRow.id.desc())
+    if involved is None:
+        return statement
+    # the newest ``first`` of each way of being involved, merged: each a backward scan of
+    # its own index (reporter, assignee, id) that stops early, where their OR is a bitmap of
+    # every order of the user's, read and sorted
+    ids = union_all(
+        *(
+            select(statement.with_only_columns(WorkOrderRow.id).where(way).limit(first).subquery())
+            for way in _involvement(involved, postgres)
+        )
+    ).subquery("involved")
+    newest = select(WorkOrderRow).where(WorkOrderRow.id.in_(select(ids.c.id)))
+    return newest.order_by(WorkOrderRow.id.desc())
+
+
+def _scope(query: OrderQuery) -> tuple[str | None, tuple[str, frozenset[str]] | None]:
+    """Who the query limits the orders to: the user they must involve (``involving``, or a
+    viewer who sees no team's orders here) and the visibility left to check.
+
+    A ``team`` filter settles the visibility's team branch: every order of a team of the
+    viewer's is seen, of another team only those the viewer is involved in."""
+    involved, seen = query.involving, query.visible_to
+    if seen is not None and query.team is not None:
+        user_id, teams = seen
+        seen = None if query.team in teams else (user_id, frozenset())
+    if seen is not None and not seen[1] and involved in (None, seen[0]):
+        return seen[0], None
+    return involved, seen
 
 
 def _escape_like(text: str) -> str:
@@ -751,7 +795,15 @@ class SqlOrderRepository:
             raise InvalidInput(f"at most {MAX_LIST_LIMIT} numbers or alarm types at once")
         async with self._read("listing work orders") as session:
             text_ids = await self._few_text_matches(session, query.text)
-            statement = _filtered(query, postgres=self._postgres, text_ids=text_ids)
+            created_ids = await self._created_ids(session, query)
+            first = query.offset + limit + 1
+            statement = _filtered(
+                query,
+                postgres=self._postgres,
+                first=first,
+                text_ids=text_ids,
+                created_ids=created_ids,
+            )
             statement = statement.offset(query.offset).limit(limit + 1)
             rows = list((await session.scalars(statement)).all())
         more = len(rows) > limit
@@ -774,10 +826,38 @@ class SqlOrderRepository:
         ids = [int(found) for found in (await session.scalars(statement)).all()]
         return ids if len(ids) <= FEW_TEXT_MATCHES else None
 
+    async def _created_ids(
+        self, session: AsyncSession, query: OrderQuery
+    ) -> ColumnElement[bool] | None:
+        """For a created range that ended longer ago than it lasted: the ids of its orders
+        as an id range, read from the (created_at, id) index (one pass over the range's
+        entries, not the orders). Every order of the range has an id in it, whatever the
+        order of ids and creation times, so adding it changes no answer; it lets a page be a
+        backward scan of an (…, id) index from the range's newest id instead of from the
+        newest order down (the planner cannot know that ids follow creation times). None for
+        an open range or one reaching closer to now than it is long: scanning from the newest
+        order reaches it sooner."""
+        start, end = query.created_from, query.created_to
+        if start is None or end is None or end - start >= self._now() - end:
+            return None
+        in_range = and_(WorkOrderRow.created_at >= start, WorkOrderRow.created_at < end)
+        # count(*) also keeps PostgreSQL from finding min and max by two primary-key scans
+        # filtered on created_at (its min/max shortcut), the slow path this avoids
+        statement = select(
+            func.min(WorkOrderRow.id), func.max(WorkOrderRow.id), func.count()
+        ).where(in_range)
+        low, high, count = (await session.execute(statement)).one()
+        return WorkOrderRow.id.between(low, high) if count else false()
+
     async def open_orders_for(self, user_id: str) -> Sequence[Order]:
         """Open and accepted orders the user reported or is assigned to, newest first."""
-        statement = _filtered(OrderQuery(statuses=ACTIVE_STATUSES), postgres=self._postgres).where(
-            or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id)
+        statement = (
+            select(WorkOrderRow)
+            .where(
+                WorkOrderRow.status.in_(ACTIVE_STATUSES),
+                or_(WorkOrderRow.reporter == user_id, WorkOrderRow.assignee == user_id),
+            )
+            .order_by(WorkOrderRow.id.desc())
         )
         async with self._read("listing open work orders") as session:
             return [_to_order(row) for row in (await session.scalars(statement)).all()]

@@ -80,6 +80,10 @@ FIGURES_COLUMNS: Final = (
     "due_resolve_at",
 )
 
+# The (reporter, id) and (assignee, id) indexes carry these (PostgreSQL) for the lists of
+# the orders a user is involved in.
+INVOLVEMENT_COLUMNS: Final = ("team", "status")
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -153,8 +157,19 @@ class WorkOrderRow(Base):
         CheckConstraint("escalation BETWEEN 0 AND 2", name="escalation"),
         # Lists are newest first by id (the keyset cursor): each filter's index ends in id.
         Index("ix_work_orders_status_id", "status", "id"),
-        Index("ix_work_orders_reporter_id", "reporter", "id"),
-        Index("ix_work_orders_assignee_id", "assignee", "id"),
+        # A user's orders: the team and status filters are checked in the index.
+        Index(
+            "ix_work_orders_reporter_id",
+            "reporter",
+            "id",
+            postgresql_include=list(INVOLVEMENT_COLUMNS),
+        ),
+        Index(
+            "ix_work_orders_assignee_id",
+            "assignee",
+            "id",
+            postgresql_include=list(INVOLVEMENT_COLUMNS),
+        ),
         Index("ix_work_orders_team_id", "team", "id"),
         # The figures read these two without the table (PostgreSQL: index-only scans).
         Index(
