@@ -63,6 +63,7 @@ import seed_orders  # noqa: E402
 from snapreport.channels.http import create_app  # noqa: E402
 from snapreport.config import Settings  # noqa: E402
 from snapreport.orders.database import POSTGRES_SETTINGS  # noqa: E402
+from snapreport.orders.repository import SERIAL_PAGE  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks-console.md"
 SEED_RECORD = "seed.json"  # the seeding's timings, kept with the server's files
@@ -137,8 +138,9 @@ class Timing:
 
 
 class Recorder:
-    """The order-reading SQL statements an engine sends while ``active`` (the app's own
-    background loops, the outbox worker's claims, are left out)."""
+    """The order-reading SQL statements an engine sends while ``active``, with the settings
+    a list page makes for its transaction (the app's own background loops, the outbox
+    worker's claims, are left out)."""
 
     def __init__(self) -> None:
         self.active = False
@@ -146,7 +148,9 @@ class Recorder:
 
     def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         reads_orders = "work_orders" in statement or "order_also_reported" in statement
-        if self.active and reads_orders and "FOR UPDATE" not in statement:
+        if self.active and statement == SERIAL_PAGE:
+            self.statements.append((statement, ()))
+        elif self.active and reads_orders and "FOR UPDATE" not in statement:
             self.statements.append((statement, tuple(parameters or ())))
 
 
