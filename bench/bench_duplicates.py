@@ -88,7 +88,8 @@ async def fill(repo: SqlOrderRepository, count: int, now: datetime, rng: random.
         status = rng.choices(("open", "accepted", "closed", "rejected"), (6, 2, 1.5, 0.5))[0]
         orders.append(
             {
-                "id": i, "number": f"WO-BENCH-{i:07d}", "alarm_id": i, "status": status,
+                "id": i, "number": f"WO-BENCH-{i:07d}", "alarm_id": i,
+                "alarm_type": alarms[-1]["alarm_type"], "location": place, "status": status,
                 "reporter": f"u{i % 500}", "assignee": None, "forced": False,
                 "created_at": created, "escalation": 0,
             }

@@ -529,6 +529,8 @@ class SqlOrderRepository:
             row = WorkOrderRow(
                 number=format_number(day, sequence),
                 alarm=alarm,
+                alarm_type=report.alarm_type,
+                location=report.location,
                 status="open",
                 reporter=report.reporter,
                 assignee=assignee,
@@ -874,10 +876,12 @@ class SqlOrderRepository:
         if not 1 <= query.limit <= stats_sql.MAX_LOCATIONS:
             raise InvalidInput(f"limit must be between 1 and {stats_sql.MAX_LOCATIONS}")
         dialect = self._engine.dialect.name
-        seen_by = partial(_seen_by, postgres=self._postgres)
-        rows = stats_sql.cohort(query, seen_by, dialect)
+        involving = partial(_involving, postgres=self._postgres)
+        rows = stats_sql.cohort(query, involving, dialect)
         async with self._read("computing order figures") as session:
-            counted = (await session.execute(stats_sql.counts(rows, dialect))).all()
+            for statement in stats_sql.settings(dialect):
+                await session.execute(text(statement))
+            counted = (await session.execute(stats_sql.counts(rows, query, dialect))).all()
             if dialect == "postgresql":
                 medians = [
                     {row.key: getattr(row, name) for row in counted} for name in stats_sql.MEDIANS
@@ -886,16 +890,16 @@ class SqlOrderRepository:
                 medians = [
                     {
                         row.key: row.median
-                        for row in (await session.execute(stats_sql.median(rows, name, dialect)))
+                        for row in (await session.execute(stats_sql.median(rows, name)))
                     }
                     for name in stats_sql.MEDIANS
                 ]
             backlog = None
             if query.group_by == "day":
                 parts = (
-                    await session.execute(stats_sql.daily_backlog(query, seen_by, dialect))
+                    await session.execute(stats_sql.daily_backlog(query, involving, dialect))
                 ).all()
-                backlog = stats_sql.running_backlog(query, parts)
+                backlog = stats_sql.running_backlog(query, counted, parts)
         return stats_sql.merge(query, counted, medians[0], medians[1], backlog)
 
     async def has_image(self, user_id: str, key: str) -> bool:

@@ -18,8 +18,8 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Float,
+    Integer,
     Select,
-    String,
     and_,
     case,
     cast,
@@ -30,50 +30,78 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.selectable import FromClause, Subquery
 
 from snapreport.orders.base import ACTIVE_STATUSES, StatsGroup, StatsQuery
-from snapreport.orders.tables import AlarmRow, UTCDateTime, WorkOrderRow
+from snapreport.orders.tables import UTCDateTime, WorkOrderRow
 
-SeenBy = Callable[[str, frozenset[str]], ColumnElement[bool]]
+Key = str | int | None  # a group's key: a day's position, a type, team or location
+Involving = Callable[[str], ColumnElement[bool]]
 Minutes = Callable[[Any, Any], ColumnElement[Any]]
 MAX_DAYS: Final = 366
 MAX_LOCATIONS: Final = 50
 MEDIANS: Final = ("to_accept", "to_close")
 
 
+def settings(dialect: str) -> tuple[str, ...]:
+    """Statements that set up the figures' read transaction. On PostgreSQL: no JIT. The
+    figures' plans look costly (a range of up to a year of orders), so the server would compile
+    them to machine code, which took 0.3 to 1.1 s per statement on a million orders: more than
+    running them."""
+    return ("SET LOCAL jit = off",) if dialect == "postgresql" else ()
+
+
 def minutes_between(dialect: str) -> Minutes:
-    """``later - earlier`` in minutes, in the dialect's own date arithmetic."""
+    """``later - earlier`` in minutes, in the dialect's own date arithmetic (on PostgreSQL
+    ``date_part``, a float, rather than ``extract``, a numeric that is several times slower)."""
     if dialect == "postgresql":
-        return lambda later, earlier: cast(func.extract("epoch", later - earlier), Float) / 60.0
+        return lambda later, earlier: func.date_part("epoch", later - earlier) / 60.0
     return lambda later, earlier: cast(
         (func.julianday(later) - func.julianday(earlier)) * 1440.0, Float
     )
 
 
-def _bins(query: StatsQuery, dialect: str) -> FromClause:
-    """The days as rows (key, start, end): on PostgreSQL ``unnest`` of three arrays (three
-    parameters, one plan node, whatever the number of days); elsewhere a ``UNION ALL``."""
-    if dialect == "postgresql":
-        moment = postgresql.ARRAY(DateTime(timezone=True))
-        return (
-            func.unnest(
-                literal([day.key for day in query.days], postgresql.ARRAY(String())),
-                literal([day.start for day in query.days], moment),
-                literal([day.end for day in query.days], moment),
-            )
-            .table_valued("key", "start", "end")
-            .render_derived("bins", with_types=False)
-        )
+def _bins(query: StatsQuery) -> FromClause:
+    """SQLite: the days as rows (position, start, end), a ``UNION ALL``."""
     rows = [
         select(
-            literal(day.key).label("key"),
+            literal(position).label("position"),
             literal(day.start, UTCDateTime()).label("start"),
             literal(day.end, UTCDateTime()).label("end"),
         )
-        for day in query.days
+        for position, day in enumerate(query.days, 1)
     ]
     return union_all(*rows).subquery("bins")
+
+
+def _by_day(column: InstrumentedAttribute[Any], query: StatsQuery, dialect: str) -> Select[Any]:
+    """``SELECT key``: the position (1, 2, ...) among ``query.days`` of the day ``column``
+    falls in, for the rows of the days' span (``merge`` names the days).
+
+    On PostgreSQL in one pass: ``width_bucket`` finds the position of ``column`` among the
+    days' starts (ascending, each day ending where the next starts, so the bucket is exactly the
+    day ``start <= column < end``); an integer, so sorting and grouping by it is cheap. SQLite
+    joins the days with a range."""
+    o = WorkOrderRow
+    first, last = query.days[0].start, query.days[-1].end
+    if dialect == "postgresql":
+        starts = literal(
+            [day.start for day in query.days], postgresql.ARRAY(DateTime(timezone=True))
+        )
+        statement = select(func.width_bucket(column, starts).label("key")).select_from(o)
+    else:
+        bins = _bins(query)
+        statement = select(bins.c.position.label("key")).join_from(
+            bins, o, and_(column >= bins.c.start, column < bins.c.end)
+        )
+    return statement.where(column >= first, column < last)
+
+
+def _opened(query: StatsQuery) -> ColumnElement[bool]:
+    """Counts towards the backlog from its creation day (``daily_backlog``)."""
+    o = WorkOrderRow
+    return and_(o.status != "rejected", or_(o.closed_at.is_(None), o.closed_at >= o.created_at))
 
 
 def _breached(query: StatsQuery) -> ColumnElement[bool]:
@@ -91,37 +119,63 @@ def _breached(query: StatsQuery) -> ColumnElement[bool]:
     return and_(o.status != "rejected", or_(late_accept, late_close))
 
 
-def cohort(query: StatsQuery, seen_by: SeenBy, dialect: str) -> Subquery:
+def _visible(statement: Select[Any], query: StatsQuery, involving: Involving) -> list[Select[Any]]:
+    """``statement`` restricted to the orders ``query.visible_to`` may see, as disjoint parts
+    to be added up (``UNION ALL``): their teams' orders (a range of the (team, created_at)
+    index), and the other orders they are involved in (reported, assigned, merged into: few).
+    One ``team IN (...) OR involving`` would be one bitmap over all their orders instead."""
+    if query.visible_to is None:
+        return [statement]
+    user, teams = query.visible_to
+    if not teams:
+        return [statement.where(involving(user))]
+    o = WorkOrderRow
+    ours = sorted(teams)
+    return [
+        statement.where(o.team.in_(ours)),
+        statement.where(involving(user), or_(o.team.is_(None), o.team.not_in(ours))),
+    ]
+
+
+def _of_type(statement: Select[Any], query: StatsQuery) -> Select[Any]:
+    """Only orders of ``query.alarm_type``, when it names one (the dashboard's per-day figures
+    of each type)."""
+    if query.alarm_type is None:
+        return statement
+    return statement.where(WorkOrderRow.alarm_type == query.alarm_type)
+
+
+def _rows(statement: Select[Any], query: StatsQuery, involving: Involving) -> list[Select[Any]]:
+    return [_of_type(part, query) for part in _visible(statement, query, involving)]
+
+
+def cohort(query: StatsQuery, involving: Involving, dialect: str) -> Subquery:
     """One row per counted order: its group key and what the figures need."""
     o = WorkOrderRow
     minutes = minutes_between(dialect)
     if query.group_by == "day":
-        bins = _bins(query, dialect)
-        key: ColumnElement[Any] = bins.c.key
-        statement: Select[Any] = select(key.label("key")).join_from(
-            bins, o, and_(o.created_at >= bins.c.start, o.created_at < bins.c.end)
-        )
-    elif query.group_by == "team":
-        statement = select(o.team.label("key")).select_from(o)
+        keyed = _by_day(o.created_at, query, dialect)
     else:
-        column = AlarmRow.alarm_type if query.group_by == "alarm_type" else AlarmRow.location
-        statement = select(column.label("key")).join_from(o, AlarmRow, o.alarm_id == AlarmRow.id)
-    statement = statement.add_columns(
+        keyed = select(getattr(o, query.group_by).label("key"))
+    statement = keyed.add_columns(
         o.status.label("status"),
         minutes(o.accepted_at, o.created_at).label("to_accept"),
         case((o.status == "closed", minutes(o.closed_at, o.created_at)), else_=None).label(
             "to_close"
         ),
         case((_breached(query), 1), else_=0).label("breached"),
+        case((_opened(query), 1), else_=0).label("opened"),
     ).where(o.created_at >= query.created_from, o.created_at < query.created_to)
-    if query.visible_to is not None:
-        statement = statement.where(seen_by(*query.visible_to))
-    return _of_type(statement, query).subquery("cohort")
+    parts = _rows(statement, query, involving)
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("cohort")
 
 
-def counts(rows: Subquery, dialect: str) -> Select[Any]:
-    """created, closed, rejected, open now and breaches per key; on PostgreSQL also both
-    medians (``percentile_cont`` skips NULLs), so the cohort is read once."""
+def counts(rows: Subquery, query: StatsQuery, dialect: str) -> Select[Any]:
+    """created, closed, rejected, open now, breaches and the orders that open the day's
+    backlog per key; on PostgreSQL also both medians (``percentile_cont`` skips NULLs), so the
+    cohort is read once. A ``location``
+    grouping counts only the ``limit`` places with most orders (found first by a count per
+    place: the medians of the thousands of others are never computed)."""
 
     def having(*statuses: str) -> ColumnElement[int]:
         return func.coalesce(func.sum(case((rows.c.status.in_(statuses), 1), else_=0)), 0)
@@ -133,23 +187,23 @@ def counts(rows: Subquery, dialect: str) -> Select[Any]:
         having("rejected").label("rejected"),
         having(*ACTIVE_STATUSES).label("open_now"),
         func.coalesce(func.sum(rows.c.breached), 0).label("sla_breaches"),
+        func.coalesce(func.sum(rows.c.opened), 0).label("opened"),
     ).group_by(rows.c.key)
     if dialect == "postgresql":
         statement = statement.add_columns(
             *(func.percentile_cont(0.5).within_group(rows.c[name]).label(name) for name in MEDIANS)
         )
+    if query.group_by == "location":
+        # the answer's order: most first, then by key as Python orders strings (code points)
+        key = rows.c.key.collate("C") if dialect == "postgresql" else rows.c.key
+        top = select(rows.c.key).group_by(rows.c.key).order_by(func.count().desc(), key)
+        statement = statement.where(rows.c.key.in_(top.limit(query.limit)))
     return statement
 
 
-def median(rows: Subquery, column: str, dialect: str) -> Select[Any]:
-    """The median of ``column`` per key, over the rows where it is known."""
+def median(rows: Subquery, column: str) -> Select[Any]:
+    """SQLite: the median of ``column`` per key, over the rows where it is known."""
     value = rows.c[column]
-    if dialect == "postgresql":
-        return (
-            select(rows.c.key, func.percentile_cont(0.5).within_group(value).label("median"))
-            .where(value.is_not(None))
-            .group_by(rows.c.key)
-        )
     ranked = (
         select(
             rows.c.key,
@@ -168,7 +222,7 @@ def median(rows: Subquery, column: str, dialect: str) -> Select[Any]:
     )
 
 
-def daily_backlog(query: StatsQuery, seen_by: SeenBy, dialect: str) -> Select[Any]:
+def daily_backlog(query: StatsQuery, involving: Involving, dialect: str) -> Select[Any]:
     """What the open backlog at the end of each day is made of, as rows (part, key, n).
 
     An order counts at the end ``e`` of a day when it was created before ``e`` and not closed
@@ -178,82 +232,76 @@ def daily_backlog(query: StatsQuery, seen_by: SeenBy, dialect: str) -> Select[An
     ``base`` (orders created before the first day and not closed before it) plus the running
     sum of ``opened - closed`` over the days up to k (``running_backlog`` adds them up). Each
     part is one indexed range (``created_at``, ``closed_at``), not a pass over every order per
-    day.
+    day. The orders opened in ``[created_from, created_to)`` are counted by ``counts`` (its
+    ``opened``, in the same pass as the other figures); the parts here add those of the days'
+    span outside it (a ``from``/``to`` that is not a local midnight; usually none).
     """
     o = WorkOrderRow
-    bins = _bins(query, dialect)
     first = literal(query.days[0].start, UTCDateTime())
     counted = o.status != "rejected"
-    opened = (
-        select(literal("opened").label("part"), bins.c.key, func.count().label("n"))
-        .join_from(bins, o, and_(o.created_at >= bins.c.start, o.created_at < bins.c.end))
-        .where(counted, or_(o.closed_at.is_(None), o.closed_at >= o.created_at))
-        .group_by(bins.c.key)
-    )
-    closed = (
-        select(literal("closed").label("part"), bins.c.key, func.count().label("n"))
-        .join_from(bins, o, and_(o.closed_at >= bins.c.start, o.closed_at < bins.c.end))
-        .where(counted, o.closed_at >= o.created_at)
-        .group_by(bins.c.key)
-    )
+    opened = [
+        _by_day(o.created_at, query, dialect).where(_opened(query), outside)
+        for outside in (o.created_at < query.created_from, o.created_at >= query.created_to)
+    ]
+    closed = _by_day(o.closed_at, query, dialect).where(counted, o.closed_at >= o.created_at)
     # created before the first day, not closed before it: still open, or closed later (two
     # ranges of the closed_at index rather than one OR that the planner would scan)
     base = [
-        select(
-            literal("base").label("part"), literal(None, String()).label("key"), func.count()
-        ).where(counted, o.created_at < first, still)
+        select(literal(None, Integer()).label("key"))
+        .select_from(o)
+        .where(counted, o.created_at < first, still)
         for still in (o.closed_at.is_(None), o.closed_at >= first)
     ]
-    parts = [opened, closed, *base]
-    if query.visible_to is not None:
-        seen = seen_by(*query.visible_to)
-        parts = [part.where(seen) for part in parts]
-    return union_all(*(_of_type(part, query) for part in parts))  # type: ignore[return-value]
+    parts = [
+        row.add_columns(literal(name).label("part"))
+        for name, statements in (("opened", opened), ("closed", [closed]), ("base", base))
+        for statement in statements
+        for row in _rows(statement, query, involving)
+    ]
+    rows = union_all(*parts).subquery("parts")
+    return select(rows.c.part, rows.c.key, func.count().label("n")).group_by(
+        rows.c.part, rows.c.key
+    )
 
 
-def _of_type(statement: Select[Any], query: StatsQuery) -> Select[Any]:
-    """Only orders of ``query.alarm_type``, when it names one (the dashboard's per-day figures
-    of each type)."""
-    if query.alarm_type is None:
-        return statement
-    o = WorkOrderRow
-    of_type = select(AlarmRow.id).where(AlarmRow.alarm_type == query.alarm_type)
-    return statement.where(o.alarm_id.in_(of_type))
-
-
-def running_backlog(query: StatsQuery, parts: Sequence[Any]) -> dict[str | None, int]:
-    """The backlog at the end of each day from ``daily_backlog``'s parts."""
+def running_backlog(
+    query: StatsQuery, counted: Sequence[Any], parts: Sequence[Any]
+) -> dict[Key, int]:
+    """The backlog at the end of each day (by position) from ``counts``' ``opened`` and
+    ``daily_backlog``'s parts."""
     base = sum(int(row.n) for row in parts if row.part == "base")
-    change: dict[str, int] = {}
+    change = {row.key: int(row.opened) for row in counted}
     for row in parts:
         if row.part != "base":
-            change[row.key] = change.get(row.key, 0) + (1 if row.part == "opened" else -1) * int(
-                row.n
-            )
-    backlog: dict[str | None, int] = {}
-    for day in query.days:
-        base += change.get(day.key, 0)
-        backlog[day.key] = base
+            sign = 1 if row.part == "opened" else -1
+            change[row.key] = change.get(row.key, 0) + sign * int(row.n)
+    backlog: dict[Key, int] = {}
+    for position in range(1, len(query.days) + 1):
+        base += change.get(position, 0)
+        backlog[position] = base
     return backlog
 
 
 def merge(
     query: StatsQuery,
     counted: Sequence[Any],
-    to_accept: Mapping[str | None, float],
-    to_close: Mapping[str | None, float],
-    backlog: Mapping[str | None, int] | None,
+    to_accept: Mapping[Key, float],
+    to_close: Mapping[Key, float],
+    backlog: Mapping[Key, int] | None,
 ) -> list[StatsGroup]:
     """The groups in the answer's order: every day of the range (zeros included) in order;
     other groupings the most created first (then by key), a ``location`` one cut to
-    ``limit``."""
+    ``limit``. A day grouping's keys are the days' positions; the answer names the days."""
 
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(float(value), 1)
 
+    def named(key: Key) -> str | None:
+        return query.days[key - 1].key if isinstance(key, int) else key
+
     groups = {
         row.key: StatsGroup(
-            key=row.key,
+            key=named(row.key),
             created=int(row.created),
             closed=int(row.closed),
             rejected=int(row.rejected),
@@ -267,8 +315,8 @@ def merge(
     if query.group_by == "day":
         daily = backlog or {}
         return [
-            groups.get(day.key, StatsGroup(key=day.key, open_backlog=daily.get(day.key, 0)))
-            for day in query.days
+            groups.get(position, StatsGroup(key=day.key, open_backlog=daily.get(position, 0)))
+            for position, day in enumerate(query.days, 1)
         ]
     ordered = sorted(groups.values(), key=lambda g: (-g.created, g.key is None, g.key or ""))
     return ordered[: query.limit] if query.group_by == "location" else ordered
