@@ -1,8 +1,10 @@
 """The dashboard's figures as SQL: one GROUP BY per figure family, on SQLite and PostgreSQL.
 
 Every figure is computed by the database; Python only merges the answers by key. The orders
-counted are those of ``StatsQuery`` (created in its range, visible to its user), grouped by
-their creation day (local days, given as UTC bounds), alarm type, team or location. Medians are
+counted are those of ``StatsQuery`` (created in its range, visible to its user: two disjoint
+parts added up), grouped by their creation day (local days, given as UTC bounds; in SQL a
+day's position, named by ``merge``), alarm type, team or location (the order's copies of its
+alarm's). Medians are
 ``percentile_cont(0.5)`` on PostgreSQL; SQLite has no percentile function, so there the middle
 row(s) of each group are picked with window functions (``ROW_NUMBER``/``COUNT`` over the group)
 and averaged, which is the same value (the mean of the two middle values for an even count).
