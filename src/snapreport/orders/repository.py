@@ -877,11 +877,10 @@ class SqlOrderRepository:
             raise InvalidInput(f"limit must be between 1 and {stats_sql.MAX_LOCATIONS}")
         dialect = self._engine.dialect.name
         involving = partial(_involving, postgres=self._postgres)
-        rows = stats_sql.cohort(query, involving, dialect)
         async with self._read("computing order figures") as session:
             for statement in stats_sql.settings(dialect):
                 await session.execute(text(statement))
-            counted = (await session.execute(stats_sql.counts(rows, query, dialect))).all()
+            counted = (await session.execute(stats_sql.counts(query, involving, dialect))).all()
             if dialect == "postgresql":
                 medians = [
                     {row.key: getattr(row, name) for row in counted} for name in stats_sql.MEDIANS
@@ -890,7 +889,7 @@ class SqlOrderRepository:
                 medians = [
                     {
                         row.key: row.median
-                        for row in (await session.execute(stats_sql.median(rows, name)))
+                        for row in (await session.execute(stats_sql.median(query, involving, name)))
                     }
                     for name in stats_sql.MEDIANS
                 ]
