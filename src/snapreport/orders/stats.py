@@ -177,8 +177,9 @@ def cohort(query: StatsQuery, involving: Involving, keyed: Select[Any], dialect:
             "to_close"
         ),
         case((_breached(query), 1), else_=0).label("breached"),
-        case((_opened(query), 1), else_=0).label("opened"),
     ).where(o.created_at >= query.created_from, o.created_at < query.created_to)
+    if query.group_by == "day":
+        statement = statement.add_columns(case((_opened(query), 1), else_=0).label("opened"))
     parts = _rows(statement, query, involving)
     return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("cohort")
 
@@ -191,8 +192,8 @@ def _keyed(query: StatsQuery, dialect: str) -> Select[Any]:
 
 
 def _figures(rows: Subquery, dialect: str) -> list[ColumnElement[Any]]:
-    """created, closed, rejected, open now, breaches and the orders that open the day's
-    backlog; on PostgreSQL also both medians (``percentile_cont`` skips NULLs), so the cohort
+    """created, closed, rejected, open now, breaches and, per day, the orders that open the
+    day's backlog; on PostgreSQL also both medians (``percentile_cont`` skips NULLs), so the cohort
     is read once."""
 
     def having(*statuses: str) -> ColumnElement[int]:
@@ -204,8 +205,9 @@ def _figures(rows: Subquery, dialect: str) -> list[ColumnElement[Any]]:
         having("rejected").label("rejected"),
         having(*ACTIVE_STATUSES).label("open_now"),
         func.coalesce(func.sum(rows.c.breached), 0).label("sla_breaches"),
-        func.coalesce(func.sum(rows.c.opened), 0).label("opened"),
     ]
+    if "opened" in rows.c:
+        figures.append(func.coalesce(func.sum(rows.c.opened), 0).label("opened"))
     if dialect == "postgresql":
         figures += [
             func.percentile_cont(0.5).within_group(rows.c[name]).label(name) for name in MEDIANS
