@@ -142,6 +142,10 @@ async def test_the_range_bounds_what_is_counted(app: Running, clock: FakeClock) 
         await stats(app, ADMIN, group_by="team", **{"from": "2026-11-01", "to": "2026-11-02"})
     )
     assert {key: g["created"] for key, g in teams.items()} == {"fire": 2, "property": 1}
+    # teams with orders, but none in the range, are no groups (nor are orders of no team)
+    before = {"from": "2026-10-30", "to": "2026-10-31"}
+    for grouping in ("team", "alarm_type", "location"):
+        assert await stats(app, ADMIN, group_by=grouping, **before) == []
 
 
 async def test_each_caller_counts_only_what_they_may_see(app: Running, clock: FakeClock) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
+    String,
     and_,
     case,
     cast,
@@ -66,9 +67,9 @@ def minutes_between(dialect: str) -> Minutes:
 
 
 def _bins(query: StatsQuery, dialect: str) -> FromClause:
-    """The days as rows (position, start, end): on PostgreSQL ``unnest`` of three arrays
-    (three parameters, one plan node, whatever the number of days); elsewhere a ``UNION
-    ALL``."""
+    """The days as rows (key: the day's position, start, end): on PostgreSQL ``unnest`` of
+    three arrays (three parameters, one plan node, whatever the number of days); elsewhere a
+    ``UNION ALL``."""
     if dialect == "postgresql":
         moment = postgresql.ARRAY(DateTime(timezone=True))
         return (
@@ -77,12 +78,12 @@ def _bins(query: StatsQuery, dialect: str) -> FromClause:
                 literal([day.start for day in query.days], moment),
                 literal([day.end for day in query.days], moment),
             )
-            .table_valued("position", "start", "end")
+            .table_valued("key", "start", "end")
             .render_derived("bins", with_types=False)
         )
     rows = [
         select(
-            literal(position).label("position"),
+            literal(position).label("key"),
             literal(day.start, UTCDateTime()).label("start"),
             literal(day.end, UTCDateTime()).label("end"),
         )
@@ -108,7 +109,7 @@ def _by_day(column: InstrumentedAttribute[Any], query: StatsQuery, dialect: str)
         statement = select(func.width_bucket(column, starts).label("key")).select_from(o)
     else:
         bins = _bins(query, dialect)
-        statement = select(bins.c.position.label("key")).join_from(
+        statement = select(bins.c.key).join_from(
             bins, o, and_(column >= bins.c.start, column < bins.c.end)
         )
     return statement.where(column >= first, column < last)
@@ -218,26 +219,23 @@ def _figures(rows: Subquery, dialect: str) -> list[ColumnElement[Any]]:
 def counts(query: StatsQuery, involving: Involving, dialect: str) -> Select[Any]:
     """The figures per key (``_figures``).
 
-    On PostgreSQL a day grouping of every order (no ``visible_to``) aggregates each day in its
-    own ``LATERAL`` subquery over the day's range of the (created_at) index: no sort of the
-    range's rows by day, only each day's own medians' sorts (a ``GROUP BY`` of a year sorted
-    half a million rows first). A caller's visible orders are few enough to sort, and per day
-    their "involving" part would build its bitmap once a day: they keep the ``GROUP BY``. A
+    On PostgreSQL a day or team grouping of every order (no ``visible_to``) aggregates each day
+    or team in its own ``LATERAL`` subquery over its range of the (created_at) or (team,
+    created_at) index (``_each``): no sort of the range's rows by key, only each group's own
+    medians' sorts (a ``GROUP BY`` of a year sorted half a million rows first). A caller's
+    visible orders are few enough to sort, and per day their "involving" part would build its
+    bitmap once a day: they keep the ``GROUP BY``, as do the type grouping (no index leads
+    with the type) and SQLite. A
     ``location`` grouping computes the figures of the ``limit`` places with most orders only
     (found first by a count per place: the medians of the thousands of others are never
     computed)."""
-    if query.group_by == "day" and dialect == "postgresql" and query.visible_to is None:
-        o = WorkOrderRow
+    o = WorkOrderRow
+    if dialect == "postgresql" and query.visible_to is None and query.group_by == "day":
         days = _bins(query, dialect)
-        within = (
-            select(days.c.position.label("key"))
-            .select_from(o)
-            .where(o.created_at >= days.c.start, o.created_at < days.c.end)
-            .correlate(days)
-        )
-        rows = cohort(query, involving, within, dialect)
-        day = select(*_figures(rows, dialect)).lateral("day")
-        return select(days.c.position.label("key"), day).join_from(days, day, true())
+        within = and_(o.created_at >= days.c.start, o.created_at < days.c.end)
+        return _each(query, involving, days, within)
+    if dialect == "postgresql" and query.visible_to is None and query.group_by == "team":
+        return _per_team(query, involving)
     rows = cohort(query, involving, _keyed(query, dialect), dialect)
     statement = select(rows.c.key, *_figures(rows, dialect)).group_by(rows.c.key)
     if query.group_by == "location":
@@ -246,6 +244,46 @@ def counts(query: StatsQuery, involving: Involving, dialect: str) -> Select[Any]
         top = select(rows.c.key).group_by(rows.c.key).order_by(func.count().desc(), key)
         statement = statement.where(rows.c.key.in_(top.limit(query.limit)))
     return statement
+
+
+def _each(
+    query: StatsQuery, involving: Involving, keys: FromClause, within: ColumnElement[bool]
+) -> Select[Any]:
+    """PostgreSQL, every order: the figures of each of ``keys``' rows (``key``, ...) in its
+    own ``LATERAL`` aggregate of the orders ``within`` it (a range of an index)."""
+    rows = cohort(
+        query,
+        involving,
+        select(keys.c.key).select_from(WorkOrderRow).where(within).correlate(keys),
+        "postgresql",
+    )
+    each = select(*_figures(rows, "postgresql")).lateral("each")
+    return select(keys.c.key, each).join_from(keys, each, true())
+
+
+def _per_team(query: StatsQuery, involving: Involving) -> Select[Any]:
+    """PostgreSQL, every order, by team: ``_each`` over the teams (found by stepping through
+    the (team, created_at) index, one probe per team), whose ranges that index holds, and the
+    orders of no team; a team without orders in the range is left out, as in a ``GROUP BY``."""
+    o = WorkOrderRow
+    found = select(func.min(o.team).label("key")).cte("teams", recursive=True)
+    found = found.union_all(
+        select(select(func.min(o.team)).where(o.team > found.c.key).scalar_subquery()).where(
+            found.c.key.is_not(None)
+        )
+    )
+    teams = select(found.c.key).where(found.c.key.is_not(None)).subquery("named")
+    nobody = cohort(
+        query,
+        involving,
+        select(literal(None, String()).label("key")).where(o.team.is_(None)),
+        "postgresql",
+    )
+    groups = union_all(
+        _each(query, involving, teams, o.team == teams.c.key),
+        select(literal(None, String()).label("key"), *_figures(nobody, "postgresql")),
+    ).subquery("groups")
+    return select(groups).where(groups.c.created > 0)
 
 
 def median(query: StatsQuery, involving: Involving, column: str) -> Select[Any]:
