@@ -61,6 +61,7 @@ NEW_INDEXES = {
     "ix_work_orders_assignee_id",
     "ix_work_orders_created_at_id",
     "ix_work_orders_team_created_at",
+    "ix_work_orders_alarm_type_created_at",
     "ix_work_orders_closed_at_created_at",
     "ix_alarms_alarm_type_id",
 }

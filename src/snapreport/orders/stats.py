@@ -219,13 +219,13 @@ def _figures(rows: Subquery, dialect: str) -> list[ColumnElement[Any]]:
 def counts(query: StatsQuery, involving: Involving, dialect: str) -> Select[Any]:
     """The figures per key (``_figures``).
 
-    On PostgreSQL a day or team grouping of every order (no ``visible_to``) aggregates each day
-    or team in its own ``LATERAL`` subquery over its range of the (created_at) or (team,
-    created_at) index (``_each``): no sort of the range's rows by key, only each group's own
-    medians' sorts (a ``GROUP BY`` of a year sorted half a million rows first). A caller's
-    visible orders are few enough to sort, and per day their "involving" part would build its
-    bitmap once a day: they keep the ``GROUP BY``, as do the type grouping (no index leads
-    with the type) and SQLite. A
+    On PostgreSQL a day, team or type grouping of every order (no ``visible_to``) aggregates
+    each group in its own ``LATERAL`` subquery over its range of the (created_at), (team,
+    created_at) or (alarm_type, created_at) index (``_each``): no sort of the range's rows by
+    key, only each group's own medians' sorts (a ``GROUP BY`` of a year sorted half a million
+    rows first). A caller's visible orders are few enough to sort, and per day their
+    "involving" part would build its bitmap once a day: they keep the ``GROUP BY``, as does
+    SQLite. A
     ``location`` grouping computes the figures of the ``limit`` places with most orders only
     (found first by a count per place: the medians of the thousands of others are never
     computed)."""
@@ -234,8 +234,8 @@ def counts(query: StatsQuery, involving: Involving, dialect: str) -> Select[Any]
         days = _bins(query, dialect)
         within = and_(o.created_at >= days.c.start, o.created_at < days.c.end)
         return _each(query, involving, days, within)
-    if dialect == "postgresql" and query.visible_to is None and query.group_by == "team":
-        return _per_team(query, involving)
+    if dialect == "postgresql" and query.visible_to is None and query.group_by != "location":
+        return _per_value(query, involving, getattr(o, query.group_by))
     rows = cohort(query, involving, _keyed(query, dialect), dialect)
     statement = select(rows.c.key, *_figures(rows, dialect)).group_by(rows.c.key)
     if query.group_by == "location":
@@ -261,27 +261,29 @@ def _each(
     return select(keys.c.key, each).join_from(keys, each, true())
 
 
-def _per_team(query: StatsQuery, involving: Involving) -> Select[Any]:
-    """PostgreSQL, every order, by team: ``_each`` over the teams (found by stepping through
-    the (team, created_at) index, one probe per team), whose ranges that index holds, and the
-    orders of no team; a team without orders in the range is left out, as in a ``GROUP BY``."""
-    o = WorkOrderRow
-    found = select(func.min(o.team).label("key")).cte("teams", recursive=True)
+def _per_value(
+    query: StatsQuery, involving: Involving, column: InstrumentedAttribute[Any]
+) -> Select[Any]:
+    """PostgreSQL, every order, by team or type: ``_each`` over the values of ``column``
+    (found by stepping through the (column, created_at) index, one probe per value), whose
+    ranges that index holds, and the orders without one; a value without orders in the range
+    is left out, as in a ``GROUP BY``."""
+    found = select(func.min(column).label("key")).cte("found", recursive=True)
     found = found.union_all(
-        select(select(func.min(o.team)).where(o.team > found.c.key).scalar_subquery()).where(
+        select(select(func.min(column)).where(column > found.c.key).scalar_subquery()).where(
             found.c.key.is_not(None)
         )
     )
-    teams = select(found.c.key).where(found.c.key.is_not(None)).subquery("named")
-    nobody = cohort(
+    values = select(found.c.key).where(found.c.key.is_not(None)).subquery("present")
+    none = cohort(
         query,
         involving,
-        select(literal(None, String()).label("key")).where(o.team.is_(None)),
+        select(literal(None, String()).label("key")).where(column.is_(None)),
         "postgresql",
     )
     groups = union_all(
-        _each(query, involving, teams, o.team == teams.c.key),
-        select(literal(None, String()).label("key"), *_figures(nobody, "postgresql")),
+        _each(query, involving, values, column == values.c.key),
+        select(literal(None, String()).label("key"), *_figures(none, "postgresql")),
     ).subquery("groups")
     return select(groups).where(groups.c.created > 0)
 

@@ -9,9 +9,10 @@
 - ``ix_work_orders_created_at_id`` carries them (``INCLUDE`` on PostgreSQL) instead of
   ``alarm_id``, so the figures by type and by location are index-only range scans instead of a
   join of up to a year of alarms.
-- ``ix_work_orders_team_created_at`` (team, created_at), carrying the same columns: a lead's
-  or member's teams' orders of a range (and before it, for the daily backlog) without reading
-  the table.
+- ``ix_work_orders_team_created_at`` (team, created_at) and
+  ``ix_work_orders_alarm_type_created_at`` (alarm_type, created_at), carrying the same
+  columns: one team's (a lead's or member's, or each team's in a grouping by team) or one
+  type's orders of a range without reading the table, in the order of the groups.
 
 On 1,000,000 orders the upgrade takes about a minute (docs/console.md has the measured time);
 writes to the orders wait meanwhile.
@@ -52,6 +53,7 @@ _FIGURES = (
     "due_accept_at",
     "due_resolve_at",
 )
+_GROUPS = ("team", "alarm_type")
 _COPY = """
 UPDATE work_orders SET alarm_type = alarms.alarm_type, location = alarms.location
 FROM alarms WHERE alarms.id = work_orders.alarm_id AND work_orders.id >= :low
@@ -83,16 +85,18 @@ def upgrade() -> None:
         for column in ("alarm_type", "location"):
             op.alter_column("work_orders", column, server_default=None)
     _by_creation(_FIGURES)
-    op.create_index(
-        "ix_work_orders_team_created_at",
-        "work_orders",
-        ["team", "created_at"],
-        postgresql_include=list(_FIGURES),
-    )
+    for column in _GROUPS:
+        op.create_index(
+            f"ix_work_orders_{column}_created_at",
+            "work_orders",
+            [column, "created_at"],
+            postgresql_include=list(_FIGURES),
+        )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_work_orders_team_created_at", table_name="work_orders")
+    for column in _GROUPS:
+        op.drop_index(f"ix_work_orders_{column}_created_at", table_name="work_orders")
     op.drop_index("ix_work_orders_created_at_id", table_name="work_orders")
     with op.batch_alter_table("work_orders") as batch:
         batch.drop_column("location")
