@@ -180,17 +180,14 @@ class WorkOrderRow(Base):
             postgresql_include=list(FIGURES_COLUMNS),
         ),
         # (the second and third: one team's or type's orders of a range)
-        Index(
-            "ix_work_orders_team_created_at",
-            "team",
-            "created_at",
-            postgresql_include=list(FIGURES_COLUMNS),
-        ),
-        Index(
-            "ix_work_orders_alarm_type_created_at",
-            "alarm_type",
-            "created_at",
-            postgresql_include=list(FIGURES_COLUMNS),
+        *(
+            Index(
+                f"ix_work_orders_{key}_created_at",
+                key,
+                "created_at",
+                postgresql_include=[c for c in FIGURES_COLUMNS if c != key],
+            )
+            for key in ("team", "alarm_type")
         ),
         Index(
             "ix_work_orders_closed_at_created_at",

@@ -90,7 +90,7 @@ def upgrade() -> None:
             f"ix_work_orders_{column}_created_at",
             "work_orders",
             [column, "created_at"],
-            postgresql_include=list(_FIGURES),
+            postgresql_include=[c for c in _FIGURES if c != column],
         )
 
 
