@@ -478,7 +478,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             "|---|---:|",
             *(f"| {name} | {seconds:.1f} |" for name, seconds in seed.items()),
             "",
-            '"upgrade to head" is migrations 0012 to 0014 building the console\'s indexes '
+            '"upgrade to head" is migrations 0012 to 0015 building the console\'s indexes '
             "and copying each alarm's type and location onto its order on the seeded tables: "
             "the time an existing installation of this size takes to upgrade (writes to the "
             'orders wait meanwhile); "reindex work_orders" is the step docs/console.md asks '

@@ -10,7 +10,7 @@ application's own migrations, then every row is written by a few ``INSERT ... SE
 ``generate_series`` inside PostgreSQL (no row crosses the network), then the schema is
 upgraded to head, so the seeded database also shows what the last migrations cost on a
 database with data. ``REINDEX TABLE work_orders`` (the step docs/console.md asks for after
-0014, whose copy leaves every index with an entry for each order's dead version) and
+0015, whose copy leaves every index with an entry for each order's dead version) and
 ``VACUUM ANALYZE`` end it. About a minute per 100,000 orders on a busy
 2-core machine, most of it index building.
 

@@ -1,9 +1,9 @@
-"""The console's indexes and queries (migrations 0012 and 0014) on SQLite and PostgreSQL.
+"""The console's indexes and queries (migrations 0012 and 0015) on SQLite and PostgreSQL.
 
 A database at revision 0008 is filled with a few thousand orders written as plain rows (every
 status, teams and none, merged reports, reopened orders, deadlines met and missed, a few
 ``closed_at`` earlier than ``created_at``), brought to the revision before the console's
-indexes, then upgraded by connecting (0014 copies each alarm's type and location onto its
+indexes, then upgraded by connecting (0015 copies each alarm's type and location onto its
 order, which the code reads, so it cannot answer before). The answers of the list (every
 filter, every page) and of the figures (every grouping, with and without visibility) are
 compared with a plain reference: the rows as written, filtered, grouped and counted in Python

@@ -201,7 +201,7 @@ class WorkOrderRow(Base):
     number: Mapped[str] = mapped_column(String(32), unique=True)
     alarm_id: Mapped[int] = mapped_column(Id, ForeignKey("alarms.id"), index=True)
     # copies of the alarm's (written at creation; an alarm never changes): the figures group
-    # and filter by them without joining the alarms (migration 0014)
+    # and filter by them without joining the alarms (migration 0015)
     alarm_type: Mapped[str] = mapped_column(String(64))
     location: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
