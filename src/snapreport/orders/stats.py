@@ -186,6 +186,7 @@ def cohort(query: StatsQuery, involving: Involving, keyed: Select[Any], dialect:
 
 
 def _keyed(query: StatsQuery, dialect: str) -> Select[Any]:
+    """``SELECT key``: the group of each order, for a ``GROUP BY``."""
     o = WorkOrderRow
     if query.group_by == "day":
         return _by_day(o.created_at, query, dialect)
@@ -194,8 +195,8 @@ def _keyed(query: StatsQuery, dialect: str) -> Select[Any]:
 
 def _figures(rows: Subquery, dialect: str) -> list[ColumnElement[Any]]:
     """created, closed, rejected, open now, breaches and, per day, the orders that open the
-    day's backlog; on PostgreSQL also both medians (``percentile_cont`` skips NULLs), so the cohort
-    is read once."""
+    day's backlog; on PostgreSQL also both medians (``percentile_cont`` skips NULLs), so the
+    cohort is read once."""
 
     def having(*statuses: str) -> ColumnElement[int]:
         return func.coalesce(func.sum(case((rows.c.status.in_(statuses), 1), else_=0)), 0)
@@ -225,10 +226,9 @@ def counts(query: StatsQuery, involving: Involving, dialect: str) -> Select[Any]
     key, only each group's own medians' sorts (a ``GROUP BY`` of a year sorted half a million
     rows first). A caller's visible orders are few enough to sort, and per day their
     "involving" part would build its bitmap once a day: they keep the ``GROUP BY``, as does
-    SQLite. A
-    ``location`` grouping computes the figures of the ``limit`` places with most orders only
-    (found first by a count per place: the medians of the thousands of others are never
-    computed)."""
+    SQLite. A ``location`` grouping computes the figures of the ``limit`` places with most
+    orders only (found first by a count per place: the medians of the thousands of others are
+    never computed)."""
     o = WorkOrderRow
     if dialect == "postgresql" and query.visible_to is None and query.group_by == "day":
         days = _bins(query, dialect)
