@@ -20,6 +20,7 @@ from snapreport.session.engine import SessionEngine
 from snapreport.vision.base import VisionModel
 from snapreport.webhooks.base import WebhookStore
 from snapreport.workflow.incident import IncidentAssistant
+from snapreport.workflow.languages import ChosenLanguages
 
 
 class Channel(Protocol):
@@ -47,4 +48,5 @@ class App:
     identity: Identity
     webhooks: WebhookStore
     live: LiveFeed
+    languages: ChosenLanguages
     wecom: Channel | None = None

@@ -510,12 +510,13 @@ async def build(
             feed=live,
         )
         identity = build_identity(settings, kv, clock, stack)
+        languages = ChosenLanguages(kv, clock=clock)
         assistant = IncidentAssistant(
             engine,
             vision=vision,
             media=media,
             orders=dispatch,
-            languages=ChosenLanguages(kv, clock=clock),
+            languages=languages,
             catalog=tuple(settings.alarm_types),
             language=settings.language,
             links=identity.links,
@@ -542,6 +543,7 @@ async def build(
                 clock=clock,
             ),
             live=live,
+            languages=languages,
         )
         if channels and settings.wecom.enabled:
             await start_wecom(app, stack, redis, poll_seconds=wecom_poll_seconds)

@@ -455,6 +455,17 @@ async def test_the_chosen_language_outlives_the_session_on_every_store(
         clock.advance(settings.session.ttl_seconds + 60)
         await r.ctx.engine.purge_expired()
         assert await r.ctx.engine.peek("anna") is None  # the session is gone
+        # the page asks before anything is said: her choice, bob's hint forgotten
+        sessions = {
+            user: (
+                await r.client.get(f"/api/v1/users/{user}/session", headers=bearer(API_TOKEN))
+            ).json()
+            for user in ("anna", "bob")
+        }
+        assert sessions == {
+            "anna": {"state": "idle", "expires_in": None, "language": "en"},
+            "bob": {"state": "idle", "expires_in": None},
+        }
         answer = await chat.text("help", "anna", language="zh-CN")
         assert answer["language"] == "en"  # her choice, ahead of the hint
         assert "You can" in said(answer)

@@ -70,8 +70,9 @@ async def user_session(user_id: UserId, state: State) -> UserSession:
     once chosen, their reply language."""
     engine = state.app.engine
     info = await engine.peek(user_id)
-    if info is None:
-        return UserSession(state="idle", expires_in=None)
+    if info is None:  # no session record: the language the user chose, if they did
+        chosen = await state.app.languages.recall(user_id)
+        return UserSession(state="idle", expires_in=None, language=chosen or "")
     language = info.session.language  # kept across an expiry
     if info.expired:
         return UserSession(state="idle", expires_in=None, language=language)
