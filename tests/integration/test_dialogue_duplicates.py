@@ -181,6 +181,7 @@ async def test_the_offer_carries_its_answers_as_choices_a_number_or_the_words_pi
     # help keeps them (with how to answer); a yes again asks which, with the same choices
     helped = await chat.text("u2", "帮助")
     assert say("choice.hint", count=2) in reply(helped)
+    assert helped["choices"] == answers  # still offered: the buttons stay
     asked = await chat.text("u2", words["yes"])
     assert (asked["state"], asked["choices"]) == ("waiting_confirm", answers)
     # "1" (a button sends its number) adds the report to the order

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from snapreport.config import DEFAULT_ALARM_TYPES
@@ -262,6 +262,9 @@ class IncidentAssistant:
         self._check_move(found, source, trigger, step)
         if step.target == "idle" and source != "idle":
             session.slots = Slots()  # the report or close is over, whichever way it ended
+        if not step.choices and session.slots.choices:
+            # a list kept for the next message (after help, say) is offered again with it
+            step = replace(step, choices=tuple(session.slots.choices))
         session.state = step.target
         return step, ctx.speaks  # a handler may have changed the language
 
