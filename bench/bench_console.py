@@ -137,9 +137,8 @@ class Timing:
 
 
 class Recorder:
-    """The order-reading SQL statements an engine sends while ``active``, with the settings
-    a list page makes for its transaction (the app's own background loops, the outbox
-    worker's claims, are left out)."""
+    """The order-reading SQL statements an engine sends while ``active`` (the app's own
+    background loops, the outbox worker's claims, are left out)."""
 
     def __init__(self) -> None:
         self.active = False
@@ -147,9 +146,7 @@ class Recorder:
 
     def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         reads_orders = "work_orders" in statement or "order_also_reported" in statement
-        if self.active and statement.startswith("SET LOCAL"):  # a page's or figures' settings
-            self.statements.append((statement, ()))
-        elif self.active and reads_orders and "FOR UPDATE" not in statement:
+        if self.active and reads_orders and "FOR UPDATE" not in statement:
             self.statements.append((statement, tuple(parameters or ())))
 
 
@@ -463,9 +460,9 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"- {args.rounds} rounds per list request, {args.stats_rounds} per figures request; "
         "p50/p95 of those. **Floor**: the same SQL statements the application sent for that "
         "request (recorded from its engine), replayed in a read-only transaction on a bare "
-        "asyncpg connection with the application's session settings (every statement planned "
-        "for its values): the database's share. The gap is the application's (ORM, "
-        "dispatch, validation, JSON).",
+        "asyncpg connection with the application's connection settings (every statement "
+        "planned for its values, no JIT, no parallel workers): the database's share. The gap "
+        "is the application's (ORM, dispatch, validation, JSON).",
         "",
     ]
     if "seed" in results:

@@ -29,12 +29,22 @@ ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 WRITE_OPTION = "snapreport_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WAL_SWITCH_SECONDS = 10.0
-# PostgreSQL plans every statement for its values (``plan_cache_mode``): the driver prepares
-# statements, and after five runs PostgreSQL may keep one generic plan for all values, but the
-# lists' filters are skewed (a busy reporter or a rare one, a range last week or a year back)
-# and a plan that fits one of them can cost another ten times as much. Planning takes a
-# fraction of a millisecond.
-POSTGRES_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+# The orders connections' PostgreSQL settings (docs/console.md, *Scale*):
+# - every statement planned for its values (``plan_cache_mode``): the driver prepares
+#   statements, and after five runs PostgreSQL may keep one generic plan for all values, but
+#   the lists' filters are skewed (a busy reporter or a rare one, a range last week or a year
+#   back) and a plan that fits one of them can cost another ten times as much; planning takes
+#   a fraction of a millisecond;
+# - no JIT: a year of orders makes the figures' estimated costs high enough for the server to
+#   compile them to machine code, which took 0.3 to 1.1 s per statement, more than running them;
+# - no parallel workers: a list page reads at most a few thousand rows (starting workers cost
+#   20 ms of a 30 ms page), and a figure's parts already run at once on connections of their
+#   own (``SqlOrderRepository._figures``), which workers only fought for the cores.
+POSTGRES_SETTINGS = {
+    "plan_cache_mode": "force_custom_plan",
+    "jit": "off",
+    "max_parallel_workers_per_gather": "0",
+}
 
 
 def parse_url(url: str) -> URL:

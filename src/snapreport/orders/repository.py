@@ -127,7 +127,6 @@ MAX_OFFSET = 100_000
 # Text search on PostgreSQL with pg_trgm: up to this many matches are listed from their ids.
 FEW_TEXT_MATCHES = 1000
 TRIGRAM = 3
-SERIAL_PAGE = "SET LOCAL max_parallel_workers_per_gather = 0"
 _LIMITS = {
     "reporter": USER_ID_LENGTH,
     "assignee": USER_ID_LENGTH,
@@ -798,10 +797,6 @@ class SqlOrderRepository:
         if len(query.numbers) > MAX_LIST_LIMIT or len(query.alarm_types) > MAX_LIST_LIMIT:
             raise InvalidInput(f"at most {MAX_LIST_LIMIT} numbers or alarm types at once")
         async with self._read("listing work orders") as session:
-            if self._postgres:
-                # a page reads at most a few thousand rows: starting parallel workers costs
-                # more than they save (on a busy 2-core machine, 20 ms of a 30 ms page)
-                await session.execute(text(SERIAL_PAGE))
             text_ids = await self._few_text_matches(session, query.text)
             created_ids = await self._created_ids(session, query)
             first = query.offset + limit + 1
@@ -903,13 +898,12 @@ class SqlOrderRepository:
         """The rows of each of the figures' ``statements``. On PostgreSQL each in its own read
         transaction, all at once (a statement runs on one core: a year's figures take about
         half as long on two); each part is consistent in itself, and a change committed while
-        they run may be seen by some parts and not by others. SQLite reads them in one
+        they run may be seen by some parts and not by others (the connections run them without
+        parallel workers of their own: ``POSTGRES_SETTINGS``). SQLite reads them in one
         transaction, one after the other."""
 
         async def read(batch: Sequence[Select[Any]]) -> Sequence[Sequence[Any]]:
             async with self._read("computing order figures") as session:
-                for setting in stats_sql.settings(dialect):
-                    await session.execute(text(setting))
                 return [(await session.execute(statement)).all() for statement in batch]
 
         if dialect != "postgresql":

@@ -50,18 +50,6 @@ MEDIANS: Final = ("to_accept", "to_close")
 PARTS: Final = 2
 
 
-def settings(dialect: str) -> tuple[str, ...]:
-    """Statements that set up the figures' read transactions. On PostgreSQL: no JIT (the
-    figures' plans look costly, a range of up to a year of orders, so the server would compile
-    them to machine code, which took 0.3 to 1.1 s per statement on a million orders: more than
-    running them), and no parallel workers: a figure's parts already run at once, one per
-    connection (``counts``), and workers of their own only fought them for the cores (a year by
-    day: 279 ms p50 with workers, 197 ms without)."""
-    if dialect != "postgresql":
-        return ()
-    return ("SET LOCAL jit = off", "SET LOCAL max_parallel_workers_per_gather = 0")
-
-
 def minutes_between(dialect: str) -> Minutes:
     """``later - earlier`` in minutes, in the dialect's own date arithmetic (on PostgreSQL
     ``date_part``, a float, rather than ``extract``, a numeric that is several times slower)."""
