@@ -405,14 +405,20 @@ async def test_a_hint_too_long_is_refused_and_nonsense_ignored(manual: Chat) -> 
     assert answer["language"] == "en"
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
-async def test_every_session_store_keeps_the_language(
-    tmp_path: Path, backend: str, request: pytest.FixtureRequest
-) -> None:
+def session_store(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The ``session`` settings of ``backend`` (Redis: the test's server and key prefix)."""
     session: dict[str, Any] = {"backend": backend}
     if backend == "redis":
         session["url"] = request.getfixturevalue("redis_url")
         session["key_prefix"] = request.getfixturevalue("redis_prefix")
+    return session
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+async def test_every_session_store_keeps_the_language(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    session = session_store(backend, request)
     settings = make_settings(tmp_path, api_token=API_TOKEN, session=session)
     async with running(settings) as r:
         await Chat(r, "first").text("English")
@@ -442,10 +448,7 @@ def test_a_session_stored_before_the_language_field_still_loads() -> None:
 async def test_the_chosen_language_outlives_the_session_on_every_store(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    session: dict[str, Any] = {"backend": backend}
-    if backend == "redis":
-        session["url"] = request.getfixturevalue("redis_url")
-        session["key_prefix"] = request.getfixturevalue("redis_prefix")
+    session = session_store(backend, request)
     clock = FakeClock()
     settings = make_settings(tmp_path, api_token=API_TOKEN, session=session)
     async with running(settings, clock=clock) as r:
